@@ -1,0 +1,63 @@
+"""One place for the settings every notebook, example and test reads.
+
+- ``IMIX_QUICK=1``: run the smallest honest configuration (same code paths, fewer steps/samples).
+- ``IMIX_DATA``: the data root (else a per-user cache folder).
+"""
+from __future__ import annotations
+
+import os
+import random
+from pathlib import Path
+
+import numpy as np
+import torch
+
+_TRUE = {"1", "true", "yes", "on"}
+
+
+def quick_mode() -> bool:
+    """True when ``IMIX_QUICK`` is set to 1/true/yes/on (read at call time, so tests can set it)."""
+    return os.environ.get("IMIX_QUICK", "").strip().lower() in _TRUE
+
+
+def pick(full, quick):
+    """Return ``quick`` in quick mode, else ``full``: ``epochs = pick(30, 2)``."""
+    return quick if quick_mode() else full
+
+
+def data_root(root: str | os.PathLike | None = None) -> Path:
+    """The data root: the ``root`` argument, else ``$IMIX_DATA``, else ``~/.cache/imix_teach``."""
+    if root is not None:
+        return Path(root).expanduser()
+    env = os.environ.get("IMIX_DATA")
+    if env:
+        return Path(env).expanduser()
+    cache = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(cache) / "imix_teach"
+
+
+def pick_device(device: str | torch.device | None = None) -> torch.device:
+    """``device`` if given, else CUDA, then Apple MPS, then CPU."""
+    if device is not None:
+        return torch.device(device)
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    mps = getattr(torch.backends, "mps", None)
+    if mps is not None and mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+def num_workers(requested: int | None = None) -> int:
+    """DataLoader workers bounded by the CPUs present (Colab has 2)."""
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    limit = max(cpus - 1, 0)
+    return limit if requested is None else max(0, min(requested, limit))
+
+
+def seed_everything(seed: int) -> torch.Generator:
+    """Seed Python, NumPy and torch; return a CPU ``torch.Generator`` seeded the same way."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+    return torch.Generator().manual_seed(seed)

@@ -1,0 +1,182 @@
+"""Contrastive losses as small pure functions of embeddings and (virtual-)label targets.
+
+Every loss here is *linear in its targets*, which is what makes i-Mix work (Appendix B):
+
+    loss(x_mix, lam * v_i + (1 - lam) * v_j) == lam * loss(x_mix, v_i) + (1 - lam) * loss(x_mix, v_j)
+
+Embeddings need not be normalised on input: each loss L2-normalises, so s(a, b) = a . b is the
+cosine similarity. ``check=False`` skips input validation (the methods' hot path uses it).
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from . import _checks
+
+
+def soft_cross_entropy(logits: torch.Tensor, targets: torch.Tensor, *, check: bool = True) -> torch.Tensor:
+    """Cross-entropy with soft targets, averaged over rows: mean_i -sum_c t_ic log softmax(logits_i)_c.
+
+    logits: (N, C). targets: (N, C) probability rows, or (N,) integer class ids.
+    """
+    if check:
+        _checks.ndim("logits", logits, 2)
+        _checks.finite("logits", logits)
+        if targets.dim() == 1:
+            if targets.is_floating_point() or targets.shape[0] != logits.shape[0]:
+                raise ValueError(
+                    f"targets as class ids must be an integer tensor of shape ({logits.shape[0]},), "
+                    f"got {targets.dtype} {tuple(targets.shape)}"
+                )
+            if bool(((targets < 0) | (targets >= logits.shape[1])).any()):
+                raise ValueError(f"targets class ids must lie in [0, {logits.shape[1]})")
+        else:
+            _checks.simplex_rows("targets", targets, tuple(logits.shape))
+    if targets.dim() == 1:
+        return F.cross_entropy(logits, targets)
+    return -(targets * F.log_softmax(logits, dim=1)).sum(dim=1).mean()
+
+
+def _pair_inputs(name_a: str, a: torch.Tensor, name_b: str, b: torch.Tensor, tau: float) -> None:
+    _checks.positive("tau", tau)
+    _checks.ndim(name_a, a, 2)
+    _checks.ndim(name_b, b, 2)
+    _checks.finite(name_a, a)
+    _checks.finite(name_b, b)
+    _checks.batch_size(name_a, a.shape[0])
+    if a.shape != b.shape:
+        raise ValueError(
+            f"{name_a} and {name_b} must have the same shape (N, D), got {tuple(a.shape)} and {tuple(b.shape)}"
+        )
+
+
+def npair_loss(
+    anchors: torch.Tensor,
+    positives: torch.Tensor,
+    targets: torch.Tensor | None = None,
+    tau: float = 0.2,
+    *,
+    check: bool = True,
+) -> torch.Tensor:
+    """N-pair contrastive loss (Eq. 5); with mixed targets it is i-Mix N-pair (Eq. 6).
+
+    anchors, positives: (N, D) embeddings of the two views. targets: (N, N) virtual labels,
+    None = eye(N) (instance i's positive is positives[i]; the other N - 1 positives are its
+    negatives, and an anchor is never contrasted with itself).
+    logits_ik = s(anchor_i, positive_k) / tau;  loss = mean_i -sum_k v_ik log softmax(logits_i)_k.
+    """
+    if check:
+        _pair_inputs("anchors", anchors, "positives", positives, tau)
+        if targets is not None:
+            _checks.simplex_rows("targets", targets, (anchors.shape[0], anchors.shape[0]))
+    logits = F.normalize(anchors, dim=1) @ F.normalize(positives, dim=1).T / tau
+    if targets is None:
+        targets = torch.arange(anchors.shape[0], device=anchors.device)
+    return soft_cross_entropy(logits, targets, check=False)
+
+
+def moco_loss(
+    queries: torch.Tensor,
+    keys: torch.Tensor,
+    queue: torch.Tensor,
+    targets: torch.Tensor | None = None,
+    tau: float = 0.2,
+    *,
+    check: bool = True,
+) -> torch.Tensor:
+    """MoCo's loss in the (N + K)-way form that i-Mix needs (Eq. 8).
+
+    queries: (N, D) from the query encoder; keys: (N, D) from the EMA key encoder (gradients are
+    not taken through them); queue: (K, D) past keys. targets: (N, N) virtual labels over the
+    batch's keys, None = eye(N); the queue gets zero target mass. The classic (K+1)-way loss
+    gives each query its own label set [k_i; queue], so labels of two queries cannot be mixed;
+    sharing the N + K candidates fixes that.
+    """
+    if check:
+        _pair_inputs("queries", queries, "keys", keys, tau)
+        _checks.ndim("queue", queue, 2)
+        _checks.finite("queue", queue)
+        if queue.shape[1] != queries.shape[1]:
+            raise ValueError(
+                f"queue must be (K, {queries.shape[1]}) to match the embedding size, got {tuple(queue.shape)}"
+            )
+        if targets is not None:
+            _checks.simplex_rows("targets", targets, (queries.shape[0], queries.shape[0]))
+    n = queries.shape[0]
+    candidates = torch.cat([F.normalize(keys.detach(), dim=1), F.normalize(queue.detach(), dim=1)])
+    logits = F.normalize(queries, dim=1) @ candidates.T / tau  # (N, N + K)
+    if targets is None:
+        return F.cross_entropy(logits, torch.arange(n, device=queries.device))
+    return soft_cross_entropy(logits, F.pad(targets, (0, queue.shape[0])), check=False)
+
+
+def byol_loss(
+    predictions: torch.Tensor,
+    target_embeddings: torch.Tensor,
+    targets: torch.Tensor | None = None,
+    *,
+    check: bool = True,
+) -> torch.Tensor:
+    """BYOL's loss written with virtual labels (Eq. 12): mean_i [2 - 2 p_i . (F v_i)].
+
+    predictions: (N, D) online predictor outputs p; target_embeddings: (N, D) EMA-target
+    projections F (a constant: no gradient flows into it). targets: (N, N), None = eye(N).
+    For one-hot v_i it is 2 - 2 cos(p_i, f_i); for mixed v it is lam (2 - 2 cos(p, f_i)) +
+    (1 - lam)(2 - 2 cos(p, f_j)): linear in v, as the authors' code computes it.
+    """
+    if check:
+        _pair_inputs("predictions", predictions, "target_embeddings", target_embeddings, tau=1.0)
+        if targets is not None:
+            _checks.simplex_rows("targets", targets, (predictions.shape[0], predictions.shape[0]))
+    p = F.normalize(predictions, dim=1)
+    f = F.normalize(target_embeddings.detach(), dim=1)
+    if targets is None:
+        return (2 - 2 * (p * f).sum(dim=1)).mean()
+    return (targets * (2 - 2 * p @ f.T)).sum(dim=1).mean()
+
+
+def simclr_targets(n: int, device: torch.device | str | None = None) -> torch.Tensor:
+    """SimCLR's 2N virtual labels (Appendix A.1): anchor i's positive is i + N and vice versa. (2N, 2N)."""
+    idx = torch.arange(2 * n, device=device)
+    return F.one_hot((idx + n) % (2 * n), 2 * n).float()
+
+
+def simclr_loss(
+    anchors: torch.Tensor,
+    candidates: torch.Tensor,
+    targets: torch.Tensor | None = None,
+    tau: float = 0.2,
+    *,
+    check: bool = True,
+) -> torch.Tensor:
+    """SimCLR's (2N-1)-way NT-Xent loss (Eq. 4) over both views, with 2N virtual labels.
+
+    anchors: (2N, D) = [view 1; view 2] (mixed for i-Mix); candidates: (2N, D) clean
+    [view 1; view 2] (the same tensor as anchors for the baseline). logits_ab = s(a, c_b)/tau
+    with the anchor's own slot b = a removed, which turns 2N candidates into 2N - 1.
+    targets: (2N, 2N), None = :func:`simclr_targets`; they must put no mass on the diagonal.
+    """
+    if check:
+        _pair_inputs("anchors", anchors, "candidates", candidates, tau)
+        if anchors.shape[0] % 2:
+            raise ValueError(f"anchors must stack two views, (2N, D); got odd size {anchors.shape[0]}")
+        if targets is not None:
+            _checks.simplex_rows("targets", targets, (anchors.shape[0], anchors.shape[0]))
+            if bool(targets.diagonal().abs().sum() > 0):
+                raise ValueError("targets must put zero mass on the diagonal (an anchor is not its own positive)")
+    m = anchors.shape[0]
+    logits = F.normalize(anchors, dim=1) @ F.normalize(candidates, dim=1).T / tau
+    self_mask = torch.eye(m, dtype=torch.bool, device=anchors.device)
+    logits = logits.masked_fill(self_mask, float("-inf"))
+    if targets is None:
+        targets = simclr_targets(m // 2, anchors.device)
+    # -inf * 0 would be NaN: zero the masked log-probabilities before weighting by targets.
+    log_prob = F.log_softmax(logits, dim=1).masked_fill(self_mask, 0.0)
+    return -(targets * log_prob).sum(dim=1).mean()
+
+
+def supervised_targets(labels: torch.Tensor) -> torch.Tensor:
+    """Supervised-contrastive virtual labels (Appendix A.2): v_ij = 1 where labels match, rows sum to 1. (N, N)."""
+    same = (labels.view(-1, 1) == labels.view(1, -1)).float()
+    return same / same.sum(dim=1, keepdim=True)

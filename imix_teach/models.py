@@ -1,0 +1,104 @@
+"""Encoders and heads. Every encoder has ``out_dim``: the size of its feature vector.
+
+- :func:`cifar_resnet`: the paper's image/speech backbone (ResNet-18/50, 3x3 stride-1 stem, no max-pool).
+- :class:`SmallConvNet`: a few-conv encoder that trains in seconds on 2 CPU cores.
+- :class:`TabularMLP`: the paper's 5-layer MLP with BN and a maxout (4 pieces) at the end.
+- :func:`projection_head` / :func:`prediction_head`: the MLPs put on top of an encoder.
+"""
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+from torchvision.models import resnet18, resnet50
+
+
+def cifar_resnet(depth: int = 18, in_channels: int = 3) -> nn.Module:
+    """torchvision's ResNet adapted to 32x32 inputs: (N, in_channels, H, W) -> (N, 512 or 2048).
+
+    The ImageNet stem (7x7 stride-2 conv + max-pool) would shrink a 32 px image to 8 px before
+    the first block, so CIFAR variants use a 3x3 stride-1 conv and no max-pool.
+    ``in_channels=1`` is the speech model on log-mel spectrograms.
+    """
+    builders = {18: resnet18, 50: resnet50}
+    if depth not in builders:
+        raise ValueError(f"depth must be 18 or 50, got {depth!r}")
+    net = builders[depth](weights=None)
+    net.conv1 = nn.Conv2d(in_channels, 64, kernel_size=3, stride=1, padding=1, bias=False)
+    net.maxpool = nn.Identity()
+    net.out_dim = net.fc.in_features
+    net.fc = nn.Identity()
+    return net
+
+
+class SmallConvNet(nn.Sequential):
+    """conv-BN-ReLU blocks (pool between), global average pool: (N, C, H, W) -> (N, 4 * width).
+
+    About 0.1 M parameters at width 32: a CPU-sized stand-in for the ResNet on 8-32 px inputs.
+    """
+
+    def __init__(self, in_channels: int = 3, width: int = 32, blocks: int = 3):
+        layers: list[nn.Module] = []
+        channels = in_channels
+        for b in range(blocks):
+            out = width * 2 ** min(b, 2)
+            layers += [nn.Conv2d(channels, out, 3, padding=1, bias=False), nn.BatchNorm2d(out), nn.ReLU(inplace=True)]
+            if b < blocks - 1:
+                layers.append(nn.MaxPool2d(2, ceil_mode=True))
+            channels = out
+        layers += [nn.AdaptiveAvgPool2d(1), nn.Flatten()]
+        super().__init__(*layers)
+        self.out_dim = channels
+
+
+class Maxout(nn.Module):
+    """Maxout over groups of ``pieces`` consecutive features: (N, pieces * D) -> (N, D)."""
+
+    def __init__(self, pieces: int = 4):
+        super().__init__()
+        self.pieces = pieces
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.view(x.shape[0], -1, self.pieces).amax(dim=2)
+
+
+class TabularMLP(nn.Sequential):
+    """The paper's tabular backbone: Linear-BN-ReLU layers, the last one Linear-BN-maxout.
+
+    Default widths (2048, 2048, 4096, 4096, 8192) with 4 maxout pieces give 2048 features;
+    ``width`` scales every layer (``width=0.0625`` is a CPU-sized 128-128-256-256-512 -> 128).
+    (N, in_features) -> (N, out_dim).
+    """
+
+    def __init__(
+        self,
+        in_features: int,
+        widths: Sequence[int] = (2048, 2048, 4096, 4096, 8192),
+        width: float = 1.0,
+        pieces: int = 4,
+    ):
+        sizes = [max(pieces, int(round(w * width))) // pieces * pieces for w in widths]
+        layers: list[nn.Module] = []
+        prev = in_features
+        for i, size in enumerate(sizes):
+            layers += [nn.Linear(prev, size, bias=False), nn.BatchNorm1d(size)]
+            layers.append(Maxout(pieces) if i == len(sizes) - 1 else nn.ReLU(inplace=True))
+            prev = size
+        super().__init__(*layers)
+        self.out_dim = sizes[-1] // pieces
+
+
+def projection_head(in_dim: int, hidden_dim: int = 2048, out_dim: int = 128) -> nn.Sequential:
+    """in_dim -> hidden (BN, ReLU) -> out_dim: SimCLR/MoCo v2's head (paper: 2048-2048-128)."""
+    return nn.Sequential(
+        nn.Linear(in_dim, hidden_dim, bias=False),
+        nn.BatchNorm1d(hidden_dim),
+        nn.ReLU(inplace=True),
+        nn.Linear(hidden_dim, out_dim),
+    )
+
+
+def prediction_head(dim: int = 128, hidden_dim: int = 512) -> nn.Sequential:
+    """BYOL's predictor g: dim -> hidden (BN, ReLU) -> dim."""
+    return projection_head(dim, hidden_dim, dim)
