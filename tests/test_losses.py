@@ -1,0 +1,144 @@
+"""Losses against closed-form values, direct computations and the linearity of Appendix B."""
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from imix_teach.losses import (
+    byol_loss,
+    moco_loss,
+    npair_loss,
+    simclr_loss,
+    simclr_targets,
+    soft_cross_entropy,
+    supervised_targets,
+)
+from imix_teach.mixing import mix_targets
+
+
+def _emb(n=6, d=5, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(n, d, generator=g), torch.randn(n, d, generator=g)
+
+
+@pytest.mark.parametrize("n,tau", [(2, 0.2), (4, 0.5), (8, 1.0)])
+def test_npair_identical_orthonormal_views_closed_form(n, tau):
+    # logits = I / tau, so loss_i = log(1 + (N - 1) exp(-1 / tau)) for every i.
+    eye = torch.eye(n)
+    expected = math.log(1 + (n - 1) * math.exp(-1 / tau))
+    assert npair_loss(eye, eye, tau=tau).item() == pytest.approx(expected, rel=1e-6)
+
+
+def test_npair_scale_invariant_and_identity_default():
+    a, p = _emb()
+    plain = npair_loss(a, p)
+    assert npair_loss(3 * a, 0.5 * p).item() == pytest.approx(plain.item(), rel=1e-6)
+    assert npair_loss(a, p, torch.eye(6)).item() == pytest.approx(plain.item(), rel=1e-6)
+
+
+def test_npair_matches_direct_formula():
+    a, p = _emb()
+    tau = 0.3
+    an, pn = F.normalize(a, dim=1), F.normalize(p, dim=1)
+    direct = 0.0
+    for i in range(6):
+        sims = torch.stack([an[i] @ pn[k] for k in range(6)]) / tau
+        direct += -(sims[i] - torch.logsumexp(sims, 0))
+    assert npair_loss(a, p, tau=tau).item() == pytest.approx(direct.item() / 6, rel=1e-5)
+
+
+def test_soft_cross_entropy_gradient_is_softmax_minus_targets():
+    g = torch.Generator().manual_seed(1)
+    logits = torch.randn(5, 7, generator=g, requires_grad=True)
+    targets = torch.softmax(torch.randn(5, 7, generator=g), 1)
+    soft_cross_entropy(logits, targets).backward()
+    expected = (torch.softmax(logits.detach(), 1) - targets) / 5
+    assert torch.allclose(logits.grad, expected, atol=1e-6)
+
+
+def test_soft_cross_entropy_ids_equal_one_hot():
+    logits, _ = _emb(5, 4)
+    ids = torch.tensor([0, 3, 1, 1, 2])
+    assert soft_cross_entropy(logits, ids).item() == pytest.approx(
+        soft_cross_entropy(logits, F.one_hot(ids, 4).float()).item(), rel=1e-6
+    )
+
+
+@pytest.mark.parametrize("lam", [0.0, 0.3, 0.77, 1.0])
+def test_every_loss_is_linear_in_targets(lam):
+    """Appendix B: loss(x, lam v_i + (1-lam) v_j) = lam loss(x, v_i) + (1-lam) loss(x, v_j)."""
+    a, p = _emb(6, 5, seed=2)
+    queue = torch.randn(11, 5)
+    perm = torch.tensor([3, 0, 5, 1, 2, 4])
+    eye = torch.eye(6)
+    mixed = mix_targets(eye, lam, perm)
+    other = eye[perm]
+    for fn in (
+        lambda t: npair_loss(a, p, t),
+        lambda t: moco_loss(a, p, queue, t),
+        lambda t: byol_loss(a, p, t),
+        lambda t: soft_cross_entropy(a @ p.T, t),
+    ):
+        assert fn(mixed).item() == pytest.approx(lam * fn(eye).item() + (1 - lam) * fn(other).item(), rel=1e-5, abs=1e-6)
+    base = simclr_targets(3)
+    perm3 = torch.tensor([2, 0, 1])
+    perm6 = torch.cat([perm3, perm3 + 3])
+    mixed2n = mix_targets(base, lam, perm6)
+    anchors = torch.cat([a[:3], p[:3]])
+    cands = torch.cat([p[3:], a[3:]])
+    lhs = simclr_loss(anchors, cands, mixed2n).item()
+    rhs = lam * simclr_loss(anchors, cands, base).item() + (1 - lam) * simclr_loss(anchors, cands, base[perm6]).item()
+    assert lhs == pytest.approx(rhs, rel=1e-5, abs=1e-6)
+
+
+def test_byol_one_hot_is_two_minus_two_cosine():
+    p, f = _emb(4, 3, seed=3)
+    expected = (2 - 2 * F.cosine_similarity(p, f, dim=1)).mean()
+    assert byol_loss(p, f).item() == pytest.approx(expected.item(), rel=1e-6)
+    assert byol_loss(p, f, torch.eye(4)).item() == pytest.approx(expected.item(), rel=1e-6)
+    # Perfect predictions give zero loss; the target side gets no gradient.
+    f_req = f.clone().requires_grad_(True)
+    byol_loss(f_req * 2.0, f_req).backward()
+    assert byol_loss(f * 2.0, f).item() == pytest.approx(0.0, abs=1e-6)
+
+
+def test_moco_loss_matches_n_plus_k_way_formula_and_queue_gets_no_mass():
+    q, k = _emb(4, 3, seed=4)
+    queue = torch.randn(5, 3)
+    tau = 0.2
+    cands = torch.cat([F.normalize(k, dim=1), F.normalize(queue, dim=1)])
+    logits = F.normalize(q, dim=1) @ cands.T / tau
+    expected = F.cross_entropy(logits, torch.arange(4))
+    assert moco_loss(q, k, queue, tau=tau).item() == pytest.approx(expected.item(), rel=1e-6)
+    # Keys are constants: gradients flow into queries only.
+    k_req = k.clone().requires_grad_(True)
+    q_req = q.clone().requires_grad_(True)
+    moco_loss(q_req, k_req, queue).backward()
+    assert k_req.grad is None and q_req.grad.abs().sum() > 0
+
+
+def test_simclr_matches_nt_xent_direct_formula():
+    z1, z2 = _emb(3, 4, seed=5)
+    tau = 0.5
+    z = F.normalize(torch.cat([z1, z2]), dim=1)
+    total = 0.0
+    for i in range(6):
+        pos = (i + 3) % 6
+        others = [j for j in range(6) if j != i]
+        denom = torch.logsumexp(torch.stack([z[i] @ z[j] / tau for j in others]), 0)
+        total += -(z[i] @ z[pos] / tau - denom)
+    zz = torch.cat([z1, z2])
+    assert simclr_loss(zz, zz, tau=tau).item() == pytest.approx(total.item() / 6, rel=1e-5)
+
+
+def test_supervised_targets_rows_normalised():
+    t = supervised_targets(torch.tensor([0, 1, 0, 2]))
+    assert torch.allclose(t.sum(1), torch.ones(4))
+    assert torch.allclose(t[0], torch.tensor([0.5, 0, 0.5, 0]))
+    assert torch.allclose(t[3], torch.tensor([0, 0, 0, 1.0]))
+
+
+def test_lower_tau_sharpens_softmax_and_lowers_loss_for_aligned_views():
+    eye = torch.eye(4)
+    assert npair_loss(eye, eye, tau=0.1) < npair_loss(eye, eye, tau=1.0)

@@ -1,0 +1,119 @@
+"""Methods: Algorithm 1 exactly, MoCo's FIFO queue, EMA's formula, fair i-Mix on/off switching."""
+import copy
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from imix_teach.methods import BYOL, METHODS, MoCo, NPair, SimCLR, build_method, ema_update
+from imix_teach.mixing import sample_lambda
+from imix_teach.models import SmallConvNet, TabularMLP, cifar_resnet
+
+
+def _encoder():
+    torch.manual_seed(0)
+    return TabularMLP(6, widths=(16, 16, 32), pieces=4)
+
+
+def test_npair_with_alpha_is_algorithm_1():
+    method = NPair(_encoder(), proj_hidden=16, proj_dim=8).eval()
+    a, b = torch.randn(6, 6), torch.randn(6, 6)
+    loss = method(a, b, alpha=1.0, generator=torch.Generator().manual_seed(7))
+    # Replay the generator's draws: lam first, then perm (the order imix uses).
+    g = torch.Generator().manual_seed(7)
+    lam = sample_lambda(1.0, generator=g)
+    perm = torch.randperm(6, generator=g)
+    mixed = lam * a + (1 - lam) * a[perm]
+    logits = F.normalize(method.embed(mixed), dim=1) @ F.normalize(method.embed(b), dim=1).T / method.tau
+    expected = lam * F.cross_entropy(logits, torch.arange(6)) + (1 - lam) * F.cross_entropy(logits, perm)
+    assert loss.item() == pytest.approx(expected.item(), rel=1e-5)
+
+
+def test_moco_queue_is_fifo_and_wraps():
+    method = MoCo(_encoder(), queue_size=5, proj_hidden=16, proj_dim=2)
+    batches = [torch.full((2, 2), float(i)) for i in range(1, 4)]
+    for keys in batches:
+        method.enqueue(keys)
+    # Queue slots after writing 1,1 | 2,2 | 3,3 into 5 slots: [3, 1, 2, 2, 3]; pointer at 1.
+    assert method.queue[:, 0].tolist() == [3.0, 1.0, 2.0, 2.0, 3.0]
+    assert int(method.queue_ptr) == 1
+
+
+def test_moco_after_step_enqueues_the_clean_keys_of_the_step():
+    method = MoCo(_encoder(), queue_size=16, proj_hidden=16, proj_dim=8, momentum=0.9)
+    a, b = torch.randn(4, 6), torch.randn(4, 6)
+    method(a, b, alpha=1.0, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        keys = F.normalize(method.key_projector(method.key_encoder(b)), dim=1)
+    method.after_step()
+    assert torch.allclose(method.queue[:4], keys, atol=1e-6)
+    assert int(method.queue_ptr) == 4
+
+
+@pytest.mark.parametrize("cls", [MoCo, BYOL])
+def test_ema_follows_its_formula(cls):
+    method = cls(_encoder(), proj_hidden=16, proj_dim=8, momentum=0.9)
+    online = method.encoder
+    twin = method.key_encoder if cls is MoCo else method.target_encoder
+    with torch.no_grad():
+        for p in online.parameters():
+            p.add_(1.0)
+    before = [p.clone() for p in twin.parameters()]
+    method.after_step()
+    for t0, t1, o in zip(before, twin.parameters(), online.parameters()):
+        assert torch.allclose(t1, 0.9 * t0 + 0.1 * o, atol=1e-6)
+    assert all(not p.requires_grad for p in twin.parameters())
+
+
+def test_ema_update_momentum_one_and_zero():
+    a, b = torch.nn.Linear(3, 3), torch.nn.Linear(3, 3)
+    a0 = copy.deepcopy(a)
+    ema_update(a, b, 1.0)
+    assert torch.equal(a.weight, a0.weight)
+    ema_update(a, b, 0.0)
+    assert torch.equal(a.weight, b.weight)
+
+
+@pytest.mark.parametrize("name", sorted(METHODS))
+def test_every_method_trains_with_and_without_imix_and_only_anchor_changes(name):
+    torch.manual_seed(0)
+    method = build_method(name, _encoder(), proj_hidden=16, proj_dim=8)
+    a, b = torch.randn(8, 6), torch.randn(8, 6)
+    labels = torch.tensor([0, 1, 0, 1, 2, 2, 0, 1])
+    plain = method(a, b, None, labels=labels)
+    mixed = method(a, b, 1.0, generator=torch.Generator().manual_seed(0), labels=labels)
+    for loss in (plain, mixed):
+        assert loss.dim() == 0 and torch.isfinite(loss)
+    mixed.backward()
+    grads = [p.grad for p in method.encoder.parameters()]
+    assert all(g is not None and torch.isfinite(g).all() for g in grads)
+
+
+def test_simclr_imix_with_lam_one_equals_plain():
+    method = SimCLR(_encoder(), proj_hidden=16, proj_dim=8).eval()
+    a, b = torch.randn(6, 6), torch.randn(6, 6)
+    plain = method(a, b, None)
+    # Beta(1e-4, 1e-4) puts lam at 0 or 1; max_lam makes it 1: i-Mix reduces to the plain loss.
+    mixed = method(a, b, 1e-4, generator=torch.Generator().manual_seed(1), max_lam=True)
+    assert mixed.item() == pytest.approx(plain.item(), rel=1e-3)
+
+
+def test_models_output_sizes():
+    assert cifar_resnet(18)(torch.randn(2, 3, 32, 32)).shape == (2, 512)
+    assert cifar_resnet(18, in_channels=1).out_dim == 512
+    net = SmallConvNet(1, 8)
+    assert net(torch.randn(2, 1, 8, 8)).shape == (2, net.out_dim)
+    mlp = TabularMLP(54, width=1 / 16)
+    assert mlp(torch.randn(3, 54)).shape == (3, 128) and mlp.out_dim == 128
+    assert TabularMLP(10).out_dim == 2048  # the paper's 8192 / 4 maxout pieces
+
+
+def test_bad_method_arguments_are_named():
+    with pytest.raises(ValueError, match="method"):
+        build_method("simsiam", _encoder())
+    with pytest.raises(ValueError, match="tau"):
+        NPair(_encoder(), tau=0)
+    with pytest.raises(ValueError, match="out_dim"):
+        NPair(torch.nn.Linear(3, 3))
+    with pytest.raises(ValueError, match="labels"):
+        build_method("supnpair", _encoder())(torch.randn(4, 6), torch.randn(4, 6))

@@ -1,0 +1,96 @@
+"""MixUp, i-Mix, CutMix and InputMix: exact values, simplex rows, determinism."""
+import pytest
+import torch
+
+from imix_teach.losses import npair_loss, soft_cross_entropy
+from imix_teach.mixing import cutmix, imix, inputmix, mix_targets, mixup, sample_lambda
+
+
+def test_sample_lambda_shapes_range_and_generator_determinism():
+    assert sample_lambda(1.0).shape == ()
+    lam = sample_lambda(0.5, 1000, generator=torch.Generator().manual_seed(0))
+    assert lam.shape == (1000,) and bool(((lam >= 0) & (lam <= 1)).all())
+    again = sample_lambda(0.5, 1000, generator=torch.Generator().manual_seed(0))
+    assert torch.equal(lam, again)
+    state = torch.get_rng_state()
+    sample_lambda(1.0, 5, generator=torch.Generator().manual_seed(1))
+    assert torch.equal(state, torch.get_rng_state()), "a generator draw must not touch the global RNG"
+
+
+@pytest.mark.parametrize("alpha", [0.2, 1.0, 4.0])
+def test_sample_lambda_matches_beta_moments(alpha):
+    lam = sample_lambda(alpha, 20000, generator=torch.Generator().manual_seed(0))
+    var = 1 / (4 * (2 * alpha + 1))  # Var of Beta(a, a)
+    assert lam.mean().item() == pytest.approx(0.5, abs=0.01)
+    assert lam.var().item() == pytest.approx(var, rel=0.05)
+
+
+def test_mixup_exact_values_scalar_and_per_sample():
+    x = torch.arange(6.0).view(3, 2)
+    perm = torch.tensor([2, 0, 1])
+    assert torch.allclose(mixup(x, 0.25, perm), 0.25 * x + 0.75 * x[perm])
+    lam = torch.tensor([1.0, 0.5, 0.0])
+    out = mixup(x, lam, perm)
+    assert torch.allclose(out[0], x[0]) and torch.allclose(out[2], x[1])
+    assert torch.allclose(out[1], 0.5 * (x[1] + x[0]))
+
+
+def test_mix_targets_rows_stay_on_simplex_and_lam_one_is_identity():
+    perm = torch.randperm(8, generator=torch.Generator().manual_seed(0))
+    eye = torch.eye(8)
+    for lam in (torch.tensor(0.3), torch.rand(8)):
+        mixed = mix_targets(eye, lam, perm)
+        assert torch.allclose(mixed.sum(1), torch.ones(8)) and bool((mixed >= 0).all())
+    assert torch.equal(mix_targets(eye, 1.0, perm), eye)
+    ids = mix_targets(torch.tensor([0, 2, 1]), 0.5, torch.tensor([1, 2, 0]), num_classes=3)
+    assert torch.allclose(ids[0], torch.tensor([0.5, 0.0, 0.5]))
+
+
+def test_imix_with_lam_one_gives_the_plain_npair_loss():
+    a, p = torch.randn(5, 4), torch.randn(5, 4)
+    perm = torch.tensor([4, 3, 2, 1, 0])
+    assert npair_loss(mixup(a, 1.0, perm), p, mix_targets(torch.eye(5), 1.0, perm)).item() == pytest.approx(
+        npair_loss(a, p).item(), rel=1e-6
+    )
+
+
+def test_algorithm_1_equals_soft_target_form():
+    """lam*CE(logits, arange) + (1-lam)*CE(logits, perm) == CE(logits, lam*I + (1-lam)*I[perm])."""
+    logits = torch.randn(6, 6)
+    perm = torch.randperm(6)
+    lam = 0.35
+    alg1 = lam * soft_cross_entropy(logits, torch.arange(6)) + (1 - lam) * soft_cross_entropy(logits, perm)
+    soft = soft_cross_entropy(logits, mix_targets(torch.eye(6), lam, perm))
+    assert alg1.item() == pytest.approx(soft.item(), rel=1e-6)
+
+
+@pytest.mark.parametrize("per_sample,max_lam", [(False, False), (True, False), (True, True)])
+def test_imix_returns_consistent_inputs_and_targets(per_sample, max_lam):
+    x = torch.randn(8, 3)
+    m = imix(x, 1.0, per_sample=per_sample, max_lam=max_lam, generator=torch.Generator().manual_seed(0))
+    assert m.lam.shape == ((8,) if per_sample else ())
+    assert torch.allclose(m.inputs, mixup(x, m.lam, m.perm))
+    assert torch.allclose(m.targets, mix_targets(torch.eye(8), m.lam, m.perm))
+    if max_lam:
+        assert bool((m.lam >= 0.5).all())
+
+
+def test_cutmix_pastes_a_box_and_reports_its_true_area():
+    x = torch.zeros(4, 1, 8, 8)
+    x[2:] = 1.0
+    perm = torch.tensor([2, 3, 0, 1])
+    for lam in (torch.tensor(0.5), torch.tensor([0.9, 0.2, 0.5, 0.0])):
+        out, used = cutmix(x, lam, perm, generator=torch.Generator().manual_seed(3))
+        assert used.shape == lam.shape
+        # Samples 0, 1 are zeros receiving ones: the pasted fraction is exactly 1 - lam_used.
+        pasted = out[:2].mean(dim=(1, 2, 3))
+        lam_used = used.expand(4)[:2]
+        assert torch.allclose(pasted, 1 - lam_used)
+
+
+def test_inputmix_keeps_principal_weight_at_least_half():
+    # One-hot rows make the coefficients visible: the sample's own slot keeps >= 0.5.
+    x = torch.eye(16)
+    out = inputmix(x, generator=torch.Generator().manual_seed(0))
+    assert torch.allclose(out.sum(1), torch.ones(16))
+    assert bool((out.diagonal() >= 0.5 - 1e-6).all())

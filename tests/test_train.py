@@ -1,0 +1,88 @@
+"""The pretraining loop: resume equals uninterrupted, non-finite loss stops safely, schedule shape."""
+import math
+
+import pytest
+import torch
+
+from imix_teach.methods import build_method
+from imix_teach.models import TabularMLP
+from imix_teach.train import NonFiniteLossError, lr_lambda, pretrain
+
+
+def _noise(x, g):
+    return x + 0.1 * torch.randn(x.shape, generator=g, device=x.device)
+
+
+def _method(name="moco"):
+    torch.manual_seed(0)
+    kwargs = dict(queue_size=32, momentum=0.9) if name == "moco" else {}
+    return build_method(name, TabularMLP(5, widths=(16, 16, 32)), proj_hidden=16, proj_dim=8, **kwargs)
+
+
+DATA = torch.randn(64, 5, generator=torch.Generator().manual_seed(0))
+
+
+@pytest.mark.parametrize("name", ["moco", "byol"])
+def test_resume_ends_with_the_same_weights_as_an_uninterrupted_run(tmp_path, name):
+    settings = dict(epochs=3, batch_size=16, alpha=1.0, progress=False, seed=3)
+    straight = _method(name)
+    h_straight = pretrain(straight, DATA, _noise, checkpoint=tmp_path / "a.pt", **settings)
+
+    def interrupt(epoch, history):
+        if epoch == 0:
+            raise KeyboardInterrupt
+
+    interrupted = _method(name)
+    with pytest.raises(KeyboardInterrupt):
+        pretrain(interrupted, DATA, _noise, checkpoint=tmp_path / "b.pt", callback=interrupt, **settings)
+    resumed = _method(name)  # a fresh process would rebuild the model from scratch
+    h_resumed = pretrain(resumed, DATA, _noise, checkpoint=tmp_path / "b.pt", **settings)
+    for (k, v1), v2 in zip(straight.state_dict().items(), resumed.state_dict().values()):
+        assert torch.equal(v1, v2), k  # weights, EMA twin, queue and its pointer
+    assert h_resumed.epoch_loss == h_straight.epoch_loss
+
+
+def test_nonfinite_loss_stops_with_clear_error_and_keeps_last_good_checkpoint(tmp_path):
+    calls = {"n": 0}
+
+    def poisoned(x, g):
+        calls["n"] += 1
+        out = _noise(x, g)
+        # Epoch 0 has 4 steps (8 augment calls); from epoch 1 on the inputs turn to NaN.
+        return out * float("nan") if calls["n"] > 8 else out
+
+    ckpt = tmp_path / "run.pt"
+    with pytest.raises(NonFiniteLossError, match="last good checkpoint"):
+        pretrain(_method("npair"), DATA, poisoned, epochs=3, batch_size=16, progress=False, checkpoint=ckpt, log_every=1)
+    state = torch.load(ckpt, weights_only=False)
+    assert state["epoch"] == 1
+    assert all(torch.isfinite(v).all() for v in state["method"].values() if v.is_floating_point())
+
+
+def test_resume_with_different_settings_is_refused(tmp_path):
+    ckpt = tmp_path / "run.pt"
+    pretrain(_method("npair"), DATA, _noise, epochs=1, batch_size=16, progress=False, checkpoint=ckpt)
+    with pytest.raises(ValueError, match="resume=False"):
+        pretrain(_method("npair"), DATA, _noise, epochs=1, batch_size=32, progress=False, checkpoint=ckpt)
+
+
+def test_lr_schedule_warms_up_linearly_then_cosine_to_zero():
+    f = lr_lambda(warmup_steps=4, total_steps=14)
+    assert [f(s) for s in range(4)] == [0.25, 0.5, 0.75, 1.0]
+    assert f(9) == pytest.approx(0.5 * (1 + math.cos(math.pi * 0.5)))
+    assert f(14) == pytest.approx(0.0)
+
+
+def test_history_and_default_lr_follow_the_paper_scaling():
+    h = pretrain(_method("npair"), DATA, _noise, epochs=2, batch_size=32, warmup_epochs=0, progress=False, log_every=1)
+    assert h.step == [1, 2, 3, 4] and len(h.epoch_loss) == 2
+    assert h.lr[0] == pytest.approx(0.125 * 32 / 256 * lr_lambda(0, 4)(1))
+
+
+def test_bad_training_arguments_are_named():
+    with pytest.raises(ValueError, match="batch_size"):
+        pretrain(_method("npair"), DATA, _noise, epochs=1, batch_size=1000, progress=False)
+    with pytest.raises(ValueError, match="alpha"):
+        pretrain(_method("npair"), DATA, _noise, epochs=1, batch_size=16, alpha=0.0, progress=False)
+    with pytest.raises(ValueError, match="amp"):
+        pretrain(_method("npair"), DATA, _noise, epochs=1, batch_size=16, amp="fp8", progress=False)
