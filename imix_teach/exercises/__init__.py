@@ -1,8 +1,9 @@
 """Exercise checkers: compare a student's answer with the library's and say what is wrong.
 
 Checkers never raise on a wrong or unfinished answer (a notebook must run top to bottom); they
-print a verdict and return True/False. Solutions live in ``imix_teach.exercises.solutions`` and
-are printed by :func:`show_solution`, out of the way until asked for.
+print a verdict and return True/False. Each notebook has a module here (``nb01.py`` ...) with
+its checkers and its reference solutions (functions named ``solution_*``), printed by
+:func:`show_solution` only when asked for, e.g. ``show_solution("nb01.solution_mixup")``.
 """
 from __future__ import annotations
 
@@ -53,11 +54,16 @@ def check_function(name: str, student: Callable, reference: Callable, cases: lis
 
 
 def show_solution(name: str) -> None:
-    """Print the reference solution ``name`` from :mod:`imix_teach.exercises.solutions`."""
-    from . import solutions
+    """Print the source of a reference solution, e.g. ``show_solution("nb01.solution_mixup")``."""
+    import importlib
 
-    fn = getattr(solutions, name, None)
+    module_name, _, fn_name = name.partition(".")
+    try:
+        module = importlib.import_module(f"{__name__}.{module_name}")
+    except ModuleNotFoundError:
+        raise ValueError(f"no exercise module {module_name!r}: use 'nbXX.solution_name'") from None
+    fn = getattr(module, fn_name, None)
     if fn is None:
-        options = [n for n, f in vars(solutions).items() if inspect.isfunction(f) and not n.startswith("_")]
-        raise ValueError(f"no solution named {name!r}; available: {sorted(options)}")
+        options = [n for n in dir(module) if n.startswith("solution_")]
+        raise ValueError(f"no solution {fn_name!r} in {module_name}; available: {options}")
     print(inspect.getsource(fn))
