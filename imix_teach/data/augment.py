@@ -1,0 +1,236 @@
+"""Batched, per-sample augmentations for images and tables (plain torch, any device).
+
+Image views follow SimCLR (Chen et al., 2020a), which i-Mix uses for CIFAR: random resized
+crop, horizontal flip (p=0.5), colour jitter 0.4/0.4/0.4/0.1 applied with p=0.8, grayscale
+(p=0.2), then normalisation. Each sample draws its own parameters, but the work is done for
+the whole batch at once:
+
+- crop + flip (+ optional rotation) is one affine matrix per sample: ``F.affine_grid`` turns the
+  (N, 2, 3) matrices into sampling grids and ``F.grid_sample`` resamples all images in one call;
+- jitter factors are (N, 1, 1, 1) tensors, so brightness/contrast/saturation are broadcasts and hue
+  is a vectorised RGB -> HSV -> RGB round trip.
+
+Differences from torchvision, on purpose: jitter runs in a fixed order (brightness, contrast,
+saturation, hue) instead of a random order per call; crop boxes that do not fit are clamped
+instead of re-drawn up to 10 times; crops are resampled bilinearly without antialiasing.
+
+:meth:`ImageAugment.torchvision_v2` returns the equivalent per-sample ``torchvision.transforms.v2``
+pipeline (for DataLoader workers); ``benchmarks/augment_throughput.py`` compares the two.
+"""
+from __future__ import annotations
+
+import math
+from typing import Optional
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+from torch.utils.data import Dataset
+
+from .base import rand, randn, uniform
+
+_GRAY = (0.2989, 0.587, 0.114)  # ITU-R 601-2 luma, as torchvision
+
+
+def to_unit_float(x: Tensor) -> Tensor:
+    """uint8 in [0, 255] -> float32 in [0, 1]; floating input is taken as already in [0, 1]."""
+    return x.float().div_(255.0) if x.dtype == torch.uint8 else x.float()
+
+
+def grayscale(x: Tensor) -> Tensor:
+    """(N, 3, H, W) in [0, 1] -> luma (N, 1, H, W)."""
+    w = torch.tensor(_GRAY, device=x.device, dtype=x.dtype).view(1, 3, 1, 1)
+    return (x * w).sum(1, keepdim=True)
+
+
+def rgb_to_hsv(x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """(N, 3, H, W) in [0, 1] -> h, s, v each (N, H, W) in [0, 1] (torchvision's formulas)."""
+    r, g, b = x.unbind(1)
+    maxc, minc = x.amax(1), x.amin(1)
+    eqc = maxc == minc
+    cr = maxc - minc
+    ones = torch.ones_like(maxc)
+    s = cr / torch.where(eqc, ones, maxc)
+    div = torch.where(eqc, ones, cr)
+    rc, gc, bc = (maxc - r) / div, (maxc - g) / div, (maxc - b) / div
+    hr = (maxc == r) * (bc - gc)
+    hg = ((maxc == g) & (maxc != r)) * (2.0 + rc - bc)
+    hb = ((maxc != g) & (maxc != r)) * (4.0 + gc - rc)
+    h = torch.fmod((hr + hg + hb) / 6.0 + 1.0, 1.0)
+    return h, s, maxc
+
+
+def hsv_to_rgb(h: Tensor, s: Tensor, v: Tensor) -> Tensor:
+    """h, s, v (N, H, W) -> (N, 3, H, W): pick one of six (r, g, b) patterns per pixel."""
+    i = torch.floor(h * 6.0)
+    f = h * 6.0 - i
+    i = i.long() % 6
+    p = (v * (1.0 - s)).clamp(0.0, 1.0)
+    q = (v * (1.0 - s * f)).clamp(0.0, 1.0)
+    t = (v * (1.0 - s * (1.0 - f))).clamp(0.0, 1.0)
+    patterns = ((v, q, p, p, t, v), (t, v, v, q, p, p), (p, p, t, v, v, q))
+    table = torch.stack([torch.stack(ch, 1) for ch in patterns], 1)  # (N, 3, 6, H, W)
+    idx = i[:, None, None].expand(-1, 3, 1, -1, -1)
+    return table.gather(2, idx).squeeze(2)
+
+
+def color_jitter(x: Tensor, b: Tensor, c: Tensor, s: Tensor, h: Tensor) -> Tensor:
+    """Per-sample jitter of (N, 3, H, W) in [0, 1]; b, c, s factors and h shift are (N,) tensors."""
+    view = (-1, 1, 1, 1)
+    x = (x * b.view(view)).clamp_(0.0, 1.0)
+    mean = grayscale(x).mean((-3, -2, -1), keepdim=True)
+    x = (c.view(view) * x + (1.0 - c.view(view)) * mean).clamp_(0.0, 1.0)
+    x = (s.view(view) * x + (1.0 - s.view(view)) * grayscale(x)).clamp_(0.0, 1.0)
+    hue, sat, val = rgb_to_hsv(x)
+    hue = torch.remainder(hue + h.view(-1, 1, 1), 1.0)
+    return hsv_to_rgb(hue, sat, val)
+
+
+class ImageTransform:
+    """Evaluation transform: uint8 (N, C, H, W) -> float32 (N, C, H, W), ``(x/255 - mean) / std``."""
+
+    def __init__(self, mean: tuple[float, ...], std: tuple[float, ...]):
+        self.mean, self.std = tuple(mean), tuple(std)
+
+    def normalize(self, x: Tensor) -> Tensor:
+        mean = torch.tensor(self.mean, device=x.device, dtype=x.dtype).view(1, -1, 1, 1)
+        std = torch.tensor(self.std, device=x.device, dtype=x.dtype).view(1, -1, 1, 1)
+        return (x - mean) / std
+
+    def __call__(self, x: Tensor) -> Tensor:
+        return self.normalize(to_unit_float(x))
+
+
+class ImageAugment(ImageTransform):
+    """Random view of a uint8 image batch: (N, C, H, W) -> float32 (N, C, *size), normalised.
+
+    Args:
+        size: output (H, W).
+        mean, std: per-channel normalisation (same as the eval transform).
+        scale, ratio: crop area fraction and aspect-ratio ranges (torchvision's RandomResizedCrop).
+        flip: horizontal-flip probability (0 for digits: they are not mirror-symmetric).
+        jitter_p, jitter: probability and strengths (brightness, contrast, saturation, hue); RGB only.
+        gray_p: grayscale probability; RGB only.
+        rotate: max rotation in degrees (uniform +-rotate), 0 = none.
+        noise: std of Gaussian noise added in [0, 1] pixel units before normalisation, 0 = none.
+    """
+
+    def __init__(
+        self,
+        size: tuple[int, int],
+        mean: tuple[float, ...],
+        std: tuple[float, ...],
+        scale: tuple[float, float] = (0.08, 1.0),
+        ratio: tuple[float, float] = (3 / 4, 4 / 3),
+        flip: float = 0.5,
+        jitter_p: float = 0.8,
+        jitter: tuple[float, float, float, float] = (0.4, 0.4, 0.4, 0.1),
+        gray_p: float = 0.2,
+        rotate: float = 0.0,
+        noise: float = 0.0,
+    ):
+        super().__init__(mean, std)
+        self.size, self.scale, self.ratio = tuple(size), tuple(scale), tuple(ratio)
+        self.flip, self.jitter_p, self.jitter, self.gray_p = flip, jitter_p, tuple(jitter), gray_p
+        self.rotate, self.noise = rotate, noise
+
+    def crop_matrices(self, x: Tensor, generator: Optional[torch.Generator]) -> Tensor:
+        """(N, 2, 3) affine matrices mapping output coords in [-1, 1] to a random box of the input.
+
+        Box: area fraction a ~ U(scale), aspect r = exp(U(log ratio)); width w = sqrt(a r),
+        height h = sqrt(a / r) (as fractions of the side, clamped to 1); centre uniform where the
+        box fits. A flip negates the x column; a rotation turns the box about its centre.
+        """
+        n = x.shape[0]
+        area = uniform(n, *self.scale, x, generator)
+        log_r = uniform(n, math.log(self.ratio[0]), math.log(self.ratio[1]), x, generator)
+        w = (area * log_r.exp()).sqrt().clamp(max=1.0)
+        h = (area / log_r.exp()).sqrt().clamp(max=1.0)
+        cx = (1.0 - w) * uniform(n, -1.0, 1.0, x, generator)
+        cy = (1.0 - h) * uniform(n, -1.0, 1.0, x, generator)
+        sign = torch.where(rand((n,), x, generator) < self.flip, -1.0, 1.0)
+        angle = math.radians(self.rotate) * uniform(n, -1.0, 1.0, x, generator)
+        cos, sin = angle.cos(), angle.sin()
+        row_x = torch.stack([cos * w * sign, -sin * h, cx], 1)
+        row_y = torch.stack([sin * w * sign, cos * h, cy], 1)
+        return torch.stack([row_x, row_y], 1)
+
+    def __call__(self, x: Tensor, generator: Optional[torch.Generator] = None) -> Tensor:
+        x = to_unit_float(x)
+        n, c = x.shape[:2]
+        theta = self.crop_matrices(x, generator)
+        grid = F.affine_grid(theta, [n, c, *self.size], align_corners=False)
+        x = F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+        if c == 3 and self.jitter_p > 0:
+            bs, cs, ss, hs = self.jitter
+            factors = [uniform(n, max(0.0, 1 - k), 1 + k, x, generator) for k in (bs, cs, ss)]
+            hue = uniform(n, -hs, hs, x, generator)
+            apply = (rand((n,), x, generator) < self.jitter_p).view(-1, 1, 1, 1)
+            x = torch.where(apply, color_jitter(x, *factors, hue), x)
+        if c == 3 and self.gray_p > 0:
+            apply = (rand((n,), x, generator) < self.gray_p).view(-1, 1, 1, 1)
+            x = torch.where(apply, grayscale(x).expand(-1, 3, -1, -1), x)
+        if self.noise > 0:
+            x = x + self.noise * randn(tuple(x.shape), x, generator)
+        return self.normalize(x)
+
+    def torchvision_v2(self):
+        """The same recipe as a per-sample ``torchvision.transforms.v2.Compose`` (uint8 CHW -> float).
+
+        Rotation and noise (digits only) are not included; everything else matches the arguments.
+        """
+        from torchvision.transforms import v2
+
+        steps = [v2.RandomResizedCrop(self.size, scale=self.scale, ratio=self.ratio, antialias=True)]
+        if self.flip > 0:
+            steps.append(v2.RandomHorizontalFlip(self.flip))
+        if len(self.mean) == 3 and self.jitter_p > 0:
+            steps.append(v2.RandomApply([v2.ColorJitter(*self.jitter)], p=self.jitter_p))
+        if len(self.mean) == 3 and self.gray_p > 0:
+            steps.append(v2.RandomGrayscale(self.gray_p))
+        steps += [v2.ToDtype(torch.float32, scale=True), v2.Normalize(list(self.mean), list(self.std))]
+        return v2.Compose(steps)
+
+
+class ViewsDataset(Dataset):
+    """Per-sample path: item i -> (tuple of ``n_views`` transformed views of inputs[i], label).
+
+    Use with a ``DataLoader`` and a ``torchvision.transforms.v2`` pipeline, e.g.
+    ``ViewsDataset(d.inputs, d.labels, d.augmenter.torchvision_v2())``.
+    """
+
+    def __init__(self, inputs: Tensor, labels: Tensor, transform, n_views: int = 2):
+        self.inputs, self.labels, self.transform, self.n_views = inputs, labels, transform, n_views
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, i: int):
+        x = self.inputs[i]
+        return tuple(self.transform(x) for _ in range(self.n_views)), self.labels[i]
+
+
+# ----------------------------------------------------------------------------- tabular
+class TabularTransform:
+    """Tables are standardised at load time: evaluation only casts to float32, (N, F) -> (N, F)."""
+
+    def __call__(self, x: Tensor) -> Tensor:
+        return x.float()
+
+
+class MaskingNoise(TabularTransform):
+    """Masking noise: each entry of the allowed columns becomes 0 (= the train mean) with prob. p.
+
+    (N, F) -> (N, F); every call draws its own (N, F) mask, so two calls give two views.
+    ``columns`` is a bool mask (F,) of the maskable columns, None = all.
+    """
+
+    def __init__(self, p: float = 0.2, columns: Optional[Tensor] = None):
+        self.p, self.columns = p, columns
+
+    def __call__(self, x: Tensor, generator: Optional[torch.Generator] = None) -> Tensor:
+        x = x.float()
+        mask = rand(tuple(x.shape), x, generator) < self.p
+        if self.columns is not None:
+            mask &= self.columns.to(x.device)
+        return x.masked_fill(mask, 0.0)
