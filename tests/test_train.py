@@ -86,3 +86,15 @@ def test_bad_training_arguments_are_named():
         pretrain(_method("npair"), DATA, _noise, epochs=1, batch_size=16, alpha=0.0, progress=False)
     with pytest.raises(ValueError, match="amp"):
         pretrain(_method("npair"), DATA, _noise, epochs=1, batch_size=16, amp="fp8", progress=False)
+
+
+def test_gpu_paths_run_on_cpu_too():
+    """bf16 autocast and channels_last are CUDA defaults; forcing them on CPU must still train."""
+    images = torch.rand(32, 1, 8, 8, generator=torch.Generator().manual_seed(0))
+    from imix_teach.models import SmallConvNet
+
+    for options in (dict(amp="bf16"), dict(channels_last=True)):
+        torch.manual_seed(0)
+        method = build_method("byol", SmallConvNet(1, 8), proj_hidden=16, proj_dim=8)
+        h = pretrain(method, images, _noise, epochs=1, batch_size=16, alpha=1.0, progress=False, **options)
+        assert all(math.isfinite(v) for v in h.loss)
