@@ -1,0 +1,112 @@
+"""The ``imix-teach`` command (also ``python -m imix_teach.cli``).
+
+    imix-teach reproduce --preset cpu --domain all --methods npair,moco,byol --seeds 3 --out results/cpu
+    imix-teach reproduce --preset paper --domain image --estimate-steps 5      # time steps, extrapolate
+    imix-teach demo                                                              # 2-minute digits demo
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+from . import reproduce as rp
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
+    return value
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="imix-teach", description="i-Mix course and library: command-line tools.")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+    p = sub.add_parser(
+        "reproduce", help="pretrain each method with and without i-Mix, evaluate, write table + figure",
+        description=rp.__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--preset", default="cpu", help=f"one of {sorted(rp.PRESETS)} (default cpu)")
+    p.add_argument("--domain", default="all", help="image, speech, tabular or all; a comma list is fine (default all)")
+    p.add_argument("--methods", default=",".join(rp.DEFAULT_METHODS),
+                   help=f"comma list from {', '.join(rp.METHOD_CHOICES)} (default npair,moco,byol)")
+    p.add_argument("--datasets", default=None,
+                   help="comma list: keep only these datasets of the chosen domains (e.g. cifar10,covtype)")
+    p.add_argument("--seeds", type=_positive_int, default=3, help="number of seeds: 0..N-1 (default 3)")
+    p.add_argument("--out", default=None, help="output folder (default results/<preset>)")
+    p.add_argument("--root", default=None, help="data root (default $IMIX_DATA, else ~/.cache/imix_teach)")
+    p.add_argument("--device", default=None, help="cpu, cuda, ... (default: CUDA if present)")
+    p.add_argument("--threads", type=_positive_int, default=None,
+                   help="torch CPU threads (default torch's choice; 1 is faster on a contended CPU)")
+    p.add_argument("--epochs", type=_positive_int, default=None, help="override every dataset's pretraining epochs")
+    p.add_argument("--batch-size", type=_positive_int, default=None, help="override the pretraining batch size")
+    p.add_argument("--per-class", type=_positive_int, default=None,
+                   help="override: load only this many rows per class (train and test)")
+    p.add_argument("--max-runs", type=_positive_int, default=None, help="stop after this many new runs (resume later)")
+    p.add_argument("--quick", action="store_true", help="tiny smoke version of the cpu preset (also IMIX_QUICK=1)")
+    p.add_argument("--estimate-steps", type=_positive_int, default=None, metavar="K",
+                   help="do not train: time K steps per dataset/method and print the expected total time")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    d = sub.add_parser("demo", help="i-Mix vs. baseline on scikit-learn's digits (about 2 minutes on CPU)")
+    d.add_argument("args", nargs=argparse.REMAINDER, help="passed to python -m imix_teach.demo")
+    return parser
+
+
+def _split(parser: argparse.ArgumentParser, option: str, text: str, choices, allow_all: bool = False) -> list[str]:
+    items = [t.strip().lower() for t in text.split(",") if t.strip()]
+    if allow_all and items == ["all"]:
+        return list(choices)
+    bad = [t for t in items if t not in choices]
+    if bad or not items:
+        valid = ", ".join(list(choices) + (["all"] if allow_all else []))
+        parser.error(f"argument {option}: unknown value(s) {', '.join(map(repr, bad)) or repr(text)}; choose from {valid}")
+    return list(dict.fromkeys(items))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if args.command == "demo":
+        from . import demo
+
+        demo.main(args.args)
+        return 0
+    if args.preset not in rp.PRESETS:
+        parser.error(f"argument --preset: unknown preset {args.preset!r}; choose from {', '.join(sorted(rp.PRESETS))}")
+    domains = _split(parser, "--domain", args.domain, rp.DOMAINS, allow_all=True)
+    methods = _split(parser, "--methods", args.methods, rp.METHOD_CHOICES)
+    if args.quick and args.preset != "cpu":
+        parser.error("argument --quick: only the cpu preset has a quick version")
+    import torch
+
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
+    preset = rp.get_preset(args.preset, quick=True if args.quick else None)
+    overrides = dict(epochs=args.epochs, batch_size=args.batch_size, per_class=args.per_class)
+    if args.datasets is not None:
+        known = list(dict.fromkeys(s.dataset for d in domains for s in preset.domain(d)))
+        overrides["datasets"] = _split(parser, "--datasets", args.datasets, known)
+    if args.estimate_steps is not None:
+        rows = rp.estimate(preset, domains, methods, args.seeds, steps=args.estimate_steps, root=args.root,
+                           device=args.device, **overrides)
+        print(rp.estimate_table(rows))
+        return 0
+    out = Path(args.out) if args.out else Path("results") / preset.name
+    tic = time.perf_counter()
+    records = rp.reproduce(preset, domains, methods, args.seeds, out, root=args.root, device=args.device,
+                           max_runs=args.max_runs, progress=not args.no_progress, **overrides)
+    expected = len(rp.plan(preset, domains, methods, args.seeds, **overrides))
+    print((out / "results.md").read_text() if records else "no runs finished")
+    print(f"{len(records)}/{expected} runs in {out / 'runs.json'}; this call took {time.perf_counter() - tic:.0f} s; "
+          f"table {out / 'results.md'}, figure {out / 'results.png'}")
+    return 0 if len(records) == expected else 3
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,234 @@
+"""The reproduction harness: resumable grid, table writer, CLI errors, the paper preset's settings.
+
+Fast (well under a minute on 2 cores): the grid tests use scikit-learn's digits (no files) with
+a tiny spec; the paper preset runs one ResNet-50 step on the offline CIFAR-10 copy when present.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from imix_teach import cli
+from imix_teach import reproduce as rp
+from imix_teach.models import TabularMLP
+
+SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """One torch thread: on a shared 2-core machine two threads spin against each other (several x slower)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def tiny_preset(epochs: int = 1) -> rp.Preset:
+    spec = rp.DatasetSpec(
+        "image", "digits", ("small", 8), epochs=epochs, batch_size=32, tau=0.2, alpha=1.0,
+        train_options=dict(per_class=6), test_options=dict(per_class=4), probe_epochs=3,
+        method_kwargs={m: dict(proj_hidden=16, proj_dim=8) for m in rp.METHOD_CHOICES},
+    )
+    return rp.Preset("tiny", (spec,), "test preset")
+
+
+class Stop(Exception):
+    pass
+
+
+def test_killed_grid_resumes_without_recomputing_and_completes_the_table(tmp_path, monkeypatch):
+    preset, methods = tiny_preset(), ["npair", "byol"]
+    grid = rp.plan(preset, ["image"], methods, 1)
+    assert len(grid) == 4 and len({r.key for r in grid}) == 4
+
+    seen = []
+
+    def killer(record):
+        seen.append(record["key"])
+        if len(seen) == 2:
+            raise Stop  # the process "dies" right after its second run was saved
+
+    with pytest.raises(Stop):
+        rp.reproduce(preset, ["image"], methods, 1, tmp_path, on_run_done=killer, progress=False)
+    saved = json.loads((tmp_path / "runs.json").read_text())["runs"]
+    assert [r["key"] for r in saved] == seen == [r.key for r in grid[:2]]
+    assert "PARTIAL: 2 of 4" in (tmp_path / "results.md").read_text()
+
+    executed = []
+    real_execute = rp.execute
+
+    def counting_execute(run, *args, **kwargs):
+        executed.append(run.key)
+        return real_execute(run, *args, **kwargs)
+
+    monkeypatch.setattr(rp, "execute", counting_execute)
+    rp.reproduce(preset, ["image"], methods, 1, tmp_path, max_runs=1, progress=False, write=False)  # a short session
+    assert executed == [grid[2].key]
+    records = rp.reproduce(preset, ["image"], methods, 1, tmp_path, progress=False)
+    assert executed == [r.key for r in grid[2:]]  # only the missing ones, none of the earlier ones
+    assert sorted(r["key"] for r in records) == sorted(r.key for r in grid)
+
+    executed.clear()
+    rp.reproduce(preset, ["image"], methods, 1, tmp_path, progress=False)  # everything done: nothing runs
+    assert executed == []
+    md = (tmp_path / "results.md").read_text()
+    assert "(complete)" in md and md.count("| digits |") == 2
+    assert (tmp_path / "results.png").stat().st_size > 1000
+    summary = json.loads((tmp_path / "results.json").read_text())
+    assert summary["runs_found"] == summary["runs_expected"] == 4
+    assert all(len(row["baseline"]["linear"]) == len(row["imix"]["linear"]) == 1 for row in summary["rows"])
+    assert not list((tmp_path / "checkpoints").glob("*.pt"))  # per-run checkpoints are removed when done
+
+    # A changed setting is a different run (new hash), never confused with the stored one.
+    executed.clear()
+    rp.reproduce(preset, ["image"], ["npair"], 1, tmp_path, epochs=2, progress=False, write=False)
+    assert len(executed) == 2 and all("/seed0/" in k for k in executed)
+
+
+def test_keys_name_the_run_and_hash_its_settings():
+    a, b = rp.plan(tiny_preset(1), ["image"], ["moco"], 1), rp.plan(tiny_preset(2), ["image"], ["moco"], 1)
+    assert a[0].key.startswith("tiny/digits/moco/baseline/seed0/") and a[1].key.startswith("tiny/digits/moco/alpha1/seed0/")
+    assert a[0].config_hash() != b[0].config_hash()
+    assert rp.plan(tiny_preset(1), ["image"], ["moco"], 1)[0].key == a[0].key  # stable across calls
+
+
+def test_format_mean_std_uses_percent_and_sample_std():
+    assert rp.format_mean_std([0.70, 0.72, 0.74]) == "72.0 ± 2.0"  # sample std (ddof=1) of 70, 72, 74 is 2
+    assert rp.format_mean_std([0.5]) == "50.0"
+    assert rp.format_mean_std([]) == "–" and rp.format_mean_std(None) == "–"
+    assert rp.format_mean_std([0.123, 0.125], digits=2) == "12.40 ± 0.14"
+    assert rp.mean_std([1.0, 2.0, 3.0, 4.0]) == pytest.approx((2.5, 1.2909944))
+
+
+def _record(dataset, method, imix, seed, value, primary="linear"):
+    return dict(key=f"{dataset}/{method}/{imix}/{seed}", domain="image", dataset=dataset, method=method, imix=imix,
+                alpha=1.0 if imix else None, seed=seed, primary=primary, linear=value if primary == "linear" else None,
+                least_squares=value if primary == "least_squares" else None, knn=value - 0.1,
+                pretrain_seconds=1.0, eval_seconds=0.5)
+
+
+def test_table_from_known_numbers():
+    records = [_record("cifar10", "moco", imix, s, v) for imix, vals in ((False, (0.60, 0.62, 0.64)),
+                                                                      (True, (0.65, 0.66, 0.67))) for s, v in enumerate(vals)]
+    records += [_record("higgs", "npair", imix, 0, v, "least_squares") for imix, v in ((False, 0.6), (True, 0.55))]
+    rows = rp.summarize(records)
+    table = rp.markdown_table(rows)
+    lines = table.splitlines()
+    assert "NOT our setting" in lines[0]
+    assert lines[2] == ("| cifar10 | moco | linear probe | 62.0 ± 2.0 | 66.0 ± 1.0 | +4.0 | 52.0 ± 2.0 | 56.0 ± 1.0 "
+                        "| 3 | 93.5 → 96.1 |")
+    assert lines[3] == "| higgs | npair | least squares | 60.0 | 55.0 | -5.0 | 50.0 | 45.0 | 1 | – |"
+    assert "same setting" in rp.markdown_table(rows, paper_matches=True).splitlines()[0]
+
+
+def test_plot_writes_a_png(tmp_path):
+    records = [_record("cifar10", m, imix, s, 0.5 + 0.01 * s) for m in ("npair", "byol") for imix in (False, True)
+               for s in range(2)]
+    rp.plot_results(rp.summarize(records), tmp_path / "f.png")
+    assert (tmp_path / "f.png").read_bytes()[:4] == b"\x89PNG"
+
+
+@pytest.mark.parametrize("argv, option, bad", [
+    (["--domain", "vision"], "--domain", "vision"),
+    (["--domain", "image,sound"], "--domain", "sound"),
+    (["--methods", "npair,swav"], "--methods", "swav"),
+    (["--preset", "gpu"], "--preset", "gpu"),
+    (["--seeds", "0"], "--seeds", "0"),
+    (["--datasets", "imagenet"], "--datasets", "imagenet"),
+])
+def test_cli_argument_errors_name_the_argument(argv, option, bad, capsys):
+    with pytest.raises(SystemExit) as exc:
+        cli.main(["reproduce", *argv])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert option in err and bad in err
+    if option in ("--domain", "--methods"):
+        assert "choose from" in err  # and the valid values are listed
+
+
+def test_api_errors_name_the_argument():
+    with pytest.raises(ValueError, match="domain"):
+        rp.plan(rp.cpu_preset(), ["audio"], ["npair"], 1)
+    with pytest.raises(ValueError, match="methods"):
+        rp.plan(rp.cpu_preset(), ["image"], ["supnpair"], 1)
+    with pytest.raises(ValueError, match="preset"):
+        rp.get_preset("tpu")
+
+
+def test_paper_preset_matches_spec_section_3():
+    p = rp.paper_preset()
+    assert p.amp == "auto" and p.channels_last == "auto"  # bf16/fp16 + channels_last on CUDA
+    by = {s.dataset: s for s in p.datasets}
+    for name in ("cifar10", "cifar100"):
+        s = by[name]
+        assert (s.domain, s.encoder, s.batch_size, s.tau, s.alpha, s.epochs) == ("image", ("resnet", 50), 256, 0.2, 1.0, 4000)
+        assert s.lr is None and s.weight_decay == 1e-4 and s.warmup_epochs == 10  # lr = 0.125 * 256 / 256
+        assert s.method_kwargs["npair"] == dict(proj_hidden=2048, proj_dim=128)
+        assert s.method_kwargs["moco"]["queue_size"] == 4096 and s.method_kwargs["moco"]["momentum"] == 0.999
+        assert s.method_kwargs["byol"]["momentum"] == 0.999
+        assert s.evaluate == ("linear", "knn") and s.probe_epochs == 100
+    sc = by["speechcommands"]
+    assert (sc.domain, sc.encoder, sc.tau, sc.epochs, sc.batch_size) == ("speech", ("resnet", 50), 0.5, 500, 256)
+    assert sc.train_options["classes"] == "paper12"
+    for name in ("covtype", "higgs"):
+        s = by[name]
+        assert (s.domain, s.batch_size, s.epochs, s.tau, s.alpha) == ("tabular", 512, 500, 0.1, 2.0)
+        assert s.method_kwargs["npair"] == dict(proj_hidden=2048, proj_dim=128)
+        mlp = TabularMLP(54, width=s.encoder[1])
+        assert [m.out_features for m in mlp if isinstance(m, torch.nn.Linear)] == [2048, 2048, 4096, 4096, 8192]
+        assert mlp.out_dim == 2048  # maxout with 4 pieces
+    assert by["higgs"].train_options["train_size"] == 100_000 and by["higgs"].primary == "least_squares"
+    assert rp.PAPER_TABLE1["cifar10"]["moco"] == (93.5, 96.1) and rp.PAPER_TABLE1["speechcommands"]["byol"] == (94.8, 98.3)
+    assert rp.PAPER_TABLE1["cifar100"] == {"npair": (70.8, 75.8), "moco": (71.6, 78.1), "byol": (72.7, 78.6)}
+
+
+def test_cpu_preset_uses_the_papers_per_domain_tau_and_alpha():
+    by = {s.dataset: s for s in rp.cpu_preset().datasets}
+    assert (by["cifar10"].tau, by["cifar10"].alpha) == (0.2, 1.0)
+    assert by["fsdd"].tau == 0.5
+    assert (by["covtype"].tau, by["covtype"].alpha, by["higgs"].alpha) == (0.1, 2.0, 2.0)
+    assert by["higgs"].primary == "least_squares"
+    assert rp.get_preset("cpu", quick=True).name == "cpu-quick"
+
+
+@pytest.mark.skipif(not (SHARED / "cifar10-jpg").is_dir(), reason=f"offline CIFAR-10 not found under {SHARED}")
+def test_paper_preset_constructs_and_runs_one_step_on_cpu(tmp_path):
+    # per_class=1 -> 10 images; the batch is capped at the data size -> exactly one ResNet-50 step.
+    records = rp.reproduce("paper", ["image"], ["npair"], 1, tmp_path, root=SHARED, datasets=["cifar10"],
+                           epochs=1, per_class=1, progress=False, device="cpu")
+    assert len(records) == 2
+    for r in records:
+        assert (r["n_train"], r["batch_size"], r["epochs"], len(r["epoch_loss"])) == (10, 10, 1, 1)
+        assert 0.0 <= r["linear"] <= 1.0 and r["key"].startswith("paper/cifar10/npair/")
+    assert "same setting" in (tmp_path / "results.md").read_text()
+
+
+def test_a_diverged_run_is_recorded_and_the_grid_goes_on(tmp_path, monkeypatch):
+    from imix_teach import experiment
+    from imix_teach.train import NonFiniteLossError
+
+    real_run = experiment.run
+
+    def flaky_run(method, *args, alpha=None, **kwargs):
+        if alpha is not None:
+            raise NonFiniteLossError("loss became nan at epoch 0")
+        return real_run(method, *args, alpha=alpha, **kwargs)
+
+    monkeypatch.setattr(experiment, "run", flaky_run)
+    records = rp.reproduce(tiny_preset(), ["image"], ["npair"], 1, tmp_path, progress=False)
+    assert len(records) == 2 and [bool(r.get("error")) for r in records] == [False, True]
+    row = next(line for line in (tmp_path / "results.md").read_text().splitlines() if line.startswith("| digits"))
+    assert "| – |" in row and "0 baseline / 1 i-Mix diverged" in row
+
+
+def test_estimate_times_steps_and_extrapolates():
+    rows = rp.estimate(tiny_preset(epochs=7), ["image"], ["npair"], 3, steps=1, device="cpu")
+    assert [(r["method"], r["imix"]) for r in rows] == [("npair", False), ("npair", True)]
+    for r in rows:
+        assert r["step_seconds"] > 0 and r["steps_per_run"] == 7 * (60 // 32)  # digits per_class=6 -> 60 images
+        assert r["hours_all_seeds"] == pytest.approx(3 * r["hours_per_run"])
+    assert "Estimated pretraining total" in rp.estimate_table(rows)
