@@ -1,0 +1,290 @@
+"""What does i-Mix cost per training step? Throughput, peak memory and linear-probe time, per method.
+
+    python benchmarks/step_benchmark.py                          # CPU (and CUDA when present)
+    python benchmarks/step_benchmark.py --threads 1 --json out.json
+    python benchmarks/step_benchmark.py --device cuda --model resnet18 --image-size 32 --batch 256
+
+For each method (npair, simclr, moco, byol), with and without i-Mix, on the same random
+"views" (augmentation is identical with and without i-Mix, so it is left out):
+
+- **samples/s**: batch size / median step time (forward, loss, backward, SGD step, EMA/queue update);
+  baseline and i-Mix are timed in alternating rounds, so slow phases of a shared machine hit both;
+- **peak memory**: CPU: growth of the peak RSS of a fresh subprocess over its RSS just before the
+  model was built, the peak reset there (Linux ``/proc/self/clear_refs``; elsewhere
+  ``resource.getrusage`` max RSS, which the torch import can mask); tracemalloc does not see torch;
+  CUDA: ``torch.cuda.max_memory_allocated`` after ``reset_peak_memory_stats``;
+- **probe s**: feature extraction + :func:`imix_teach.evaluate.linear_probe` on the trained encoder
+  (the probe does not depend on i-Mix: this column is a noise gauge);
+
+each also as a ratio i-Mix / baseline of the same method in the same run. On CUDA the grid
+also switches AMP (bf16/fp16), channels_last and torch.compile on and off. Expectation: i-Mix
+adds a mixup and a few (N, N) target operations, i.e. almost nothing, for N-pair, MoCo and BYOL;
+SimCLR's i-Mix needs a second (mixed) forward pass, so about 2x.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from datetime import datetime, timezone
+
+import torch
+
+from imix_teach.evaluate import extract_features, linear_probe
+from imix_teach.experiment import small_method_kwargs
+from imix_teach.methods import build_method
+from imix_teach.models import SmallConvNet, cifar_resnet
+
+METHODS = ("npair", "simclr", "moco", "byol")
+
+
+def _rss_bytes() -> int:
+    with open("/proc/self/statm") as fh:
+        return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def _maxrss_bytes() -> int:
+    scale = 1 if sys.platform == "darwin" else 1024  # Linux reports KiB, macOS bytes
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale
+
+
+def _reset_peak() -> bool:
+    """Linux: reset this process's peak RSS (VmHWM) to its current RSS; False where that is not possible."""
+    try:
+        with open("/proc/self/clear_refs", "w") as fh:
+            fh.write("5")
+        return True
+    except OSError:
+        return False
+
+
+def _peak_bytes(reset_worked: bool) -> int:
+    if reset_worked:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    return _maxrss_bytes()
+
+
+def build(args, method: str, device: torch.device):
+    torch.manual_seed(0)
+    if args.model == "small":
+        encoder = SmallConvNet(3, args.width)
+    else:
+        encoder = cifar_resnet(int(args.model.removeprefix("resnet")))
+    kwargs = small_method_kwargs(method, 4096) if args.model == "small" else {}
+    model = build_method(method, encoder, tau=0.2, **kwargs).to(device)
+    opt = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=0.01, momentum=0.9, weight_decay=1e-4)
+    return model, opt
+
+
+class Stepper:
+    """One method, one setting: ``step()`` runs a full training step on fixed random views."""
+
+    def __init__(self, args, method: str, imix: bool, device: torch.device, amp: str | None = None,
+                 channels_last: bool = False, compile: bool = False):
+        self.model, self.opt = build(args, method, device)
+        self.alpha = 1.0 if imix else None
+        self.device = device
+        g = torch.Generator().manual_seed(1)
+        shape = (args.batch, 3, args.image_size, args.image_size)
+        self.v1, self.v2 = torch.randn(shape, generator=g).to(device), torch.randn(shape, generator=g).to(device)
+        if channels_last:
+            self.model.to(memory_format=torch.channels_last)
+            self.v1 = self.v1.contiguous(memory_format=torch.channels_last)
+            self.v2 = self.v2.contiguous(memory_format=torch.channels_last)
+        if compile:
+            self.model.encoder.compile()
+        self.dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(amp or "")
+        self.scaler = torch.amp.GradScaler(device.type, enabled=self.dtype == torch.float16)
+        self.gen = torch.Generator(device=device).manual_seed(2)
+
+    def step(self) -> None:
+        with torch.autocast(self.device.type, dtype=self.dtype or torch.float32, enabled=self.dtype is not None):
+            loss = self.model(self.v1, self.v2, self.alpha, generator=self.gen)
+        self.opt.zero_grad(set_to_none=True)
+        self.scaler.scale(loss).backward()
+        self.scaler.step(self.opt)
+        self.scaler.update()
+        self.model.after_step()
+
+    def timed(self, steps: int) -> float:
+        """Seconds per step over ``steps`` steps (synchronised on CUDA)."""
+        if self.device.type == "cuda":
+            torch.cuda.synchronize()
+        tic = time.perf_counter()
+        for _ in range(steps):
+            self.step()
+        if self.device.type == "cuda":
+            torch.cuda.synchronize()
+        return (time.perf_counter() - tic) / steps
+
+
+def probe_seconds(args, stepper: Stepper) -> float:
+    """Extract features of a fixed random set and fit the paper's linear probe; wall seconds."""
+    g = torch.Generator().manual_seed(3)
+    x = torch.randn(args.probe_n, 3, args.image_size, args.image_size, generator=g)
+    y = torch.randint(0, 10, (args.probe_n,), generator=g)
+    tic = time.perf_counter()
+    feats = extract_features(stepper.model.encoder, x, device=stepper.device)
+    half = args.probe_n // 2
+    linear_probe(feats[:half], y[:half], feats[half:], y[half:], epochs=args.probe_epochs, device=stepper.device)
+    return time.perf_counter() - tic
+
+
+def memory_cpu(args, method: str, imix: bool) -> int:
+    """Peak RSS growth (bytes) of a fresh subprocess running ``--mem-steps`` steps."""
+    cmd = [sys.executable, os.path.abspath(__file__), "--_child-memory", f"{method}:{int(imix)}",
+           "--model", args.model, "--width", str(args.width), "--batch", str(args.batch),
+           "--image-size", str(args.image_size), "--threads", str(torch.get_num_threads()),
+           "--mem-steps", str(args.mem_steps)]
+    out = subprocess.run(cmd, check=True, capture_output=True, text=True)
+    return int(out.stdout.strip().splitlines()[-1])
+
+
+def child_memory(args) -> None:
+    """Peak RSS growth from just before the model is built to the end of ``mem_steps`` steps.
+
+    The peak is reset first (Linux ``clear_refs``), otherwise the import of torch, whose peak is
+    higher than a small model's whole training step, would hide the step's memory.
+    """
+    method, imix = args._child_memory.split(":")
+    reset = _reset_peak()
+    before = _rss_bytes() if reset else _maxrss_bytes()
+    stepper = Stepper(args, method, bool(int(imix)), torch.device("cpu"))
+    for _ in range(args.mem_steps):
+        stepper.step()
+    print(_peak_bytes(reset) - before)
+
+
+def settings_for(device: torch.device, args) -> list[dict]:
+    if device.type != "cuda":
+        return [dict(amp=None, channels_last=False, compile=False)]
+    amp = "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+    grid = [dict(amp=None, channels_last=False, compile=False), dict(amp=amp, channels_last=False, compile=False),
+            dict(amp=amp, channels_last=True, compile=False)]
+    if not args.no_compile:
+        grid.append(dict(amp=amp, channels_last=True, compile=True))
+    return grid
+
+
+def bench_device(args, device: torch.device) -> list[dict]:
+    rows = []
+    for setting in settings_for(device, args):
+        for method in args.methods:
+            pair = {imix: Stepper(args, method, imix, device, **setting) for imix in (False, True)}
+            for s in pair.values():  # warm-up (and compilation)
+                s.timed(args.warmup)
+            times = {False: [], True: []}
+            for _ in range(args.rounds):  # alternate, so a slow phase of a shared machine hits both
+                for imix in (False, True):
+                    times[imix].append(pair[imix].timed(args.steps))
+            for imix in (False, True):
+                row = dict(device=device.type, method=method, imix=imix, **setting, batch=args.batch,
+                           step_ms=1000 * statistics.median(times[imix]),
+                           step_ms_all=[1000 * t for t in times[imix]])
+                row["samples_per_s"] = args.batch / (row["step_ms"] / 1000)
+                if device.type == "cuda":
+                    torch.cuda.empty_cache()
+                    torch.cuda.reset_peak_memory_stats(device)
+                    base = torch.cuda.memory_allocated(device)
+                    pair[imix].timed(2)
+                    row["peak_mem_mb"] = (torch.cuda.max_memory_allocated(device) - base) / 2**20
+                elif not args.no_memory:
+                    row["peak_mem_mb"] = memory_cpu(args, method, imix) / 2**20
+                row["probe_s"] = probe_seconds(args, pair[imix]) if not args.no_probe else None
+                rows.append(row)
+            del pair
+            print(f"  {device.type} {method} {setting} done", file=sys.stderr, flush=True)
+    for row in rows:  # ratios against the same method and setting without i-Mix
+        base = next(r for r in rows if r["device"] == row["device"] and r["method"] == row["method"]
+                    and r["amp"] == row["amp"] and r["channels_last"] == row["channels_last"]
+                    and r["compile"] == row["compile"] and not r["imix"])
+        row["throughput_ratio"] = row["samples_per_s"] / base["samples_per_s"]
+        row["step_time_ratio"] = row["step_ms"] / base["step_ms"]
+        row["mem_ratio"] = (row["peak_mem_mb"] / base["peak_mem_mb"]
+                            if row.get("peak_mem_mb") and base.get("peak_mem_mb") else None)
+        row["probe_ratio"] = row["probe_s"] / base["probe_s"] if row["probe_s"] and base["probe_s"] else None
+    return rows
+
+
+def markdown(rows: list[dict]) -> str:
+    def f(v, fmt):
+        return "–" if v is None else format(v, fmt)
+
+    lines = ["| device | setting | method | i-Mix | samples/s | step ms | ratio step time (i-Mix/base) | "
+             "peak mem MB | ratio mem | probe s | ratio probe |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        setting = "fp32" if r["amp"] is None else r["amp"]
+        setting += (" + channels_last" if r["channels_last"] else "") + (" + compile" if r["compile"] else "")
+        lines.append(
+            f"| {r['device']} | {setting} | {r['method']} | {'yes' if r['imix'] else 'no'} | {r['samples_per_s']:.0f} "
+            f"| {r['step_ms']:.1f} | {f(r['step_time_ratio'], '.2f') if r['imix'] else '1'} "
+            f"| {f(r.get('peak_mem_mb'), '.0f')} | {f(r['mem_ratio'], '.2f') if r['imix'] else '1'} "
+            f"| {f(r['probe_s'], '.2f')} | {f(r['probe_ratio'], '.2f') if r['imix'] else '1'} |"
+        )
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> list[dict]:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--device", default=None, help="cpu, cuda or all (default: cpu, plus cuda when present)")
+    p.add_argument("--methods", default=",".join(METHODS))
+    p.add_argument("--model", default="small", help="small (SmallConvNet), resnet18 or resnet50")
+    p.add_argument("--width", type=int, default=32, help="SmallConvNet width")
+    p.add_argument("--image-size", type=int, default=16)
+    p.add_argument("--batch", type=int, default=128)
+    p.add_argument("--steps", type=int, default=5, help="steps per timing round")
+    p.add_argument("--rounds", type=int, default=4, help="alternating baseline/i-Mix rounds (median is reported)")
+    p.add_argument("--warmup", type=int, default=2)
+    p.add_argument("--mem-steps", type=int, default=3)
+    p.add_argument("--probe-n", type=int, default=2000, help="samples for the probe timing (half train, half test)")
+    p.add_argument("--probe-epochs", type=int, default=100)
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default torch's choice)")
+    p.add_argument("--no-memory", action="store_true", help="skip the CPU memory subprocesses")
+    p.add_argument("--no-probe", action="store_true")
+    p.add_argument("--no-compile", action="store_true", help="CUDA: skip the torch.compile setting")
+    p.add_argument("--json", default=None, help="also write the rows (and the machine) to this JSON file")
+    p.add_argument("--_child-memory", default=None, help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if args._child_memory:
+        child_memory(args)
+        return []
+    args.methods = [m for m in args.methods.split(",") if m]
+    bad = [m for m in args.methods if m not in METHODS]
+    if bad:
+        p.error(f"argument --methods: unknown {bad}; choose from {', '.join(METHODS)}")
+    if args.device in (None, "all"):
+        devices = [torch.device("cpu")] + ([torch.device("cuda")] if torch.cuda.is_available() else [])
+    else:
+        devices = [torch.device(args.device)]
+    machine = dict(platform=platform.platform(), processor=platform.processor(), cpus=os.cpu_count(),
+                   threads=torch.get_num_threads(), torch=torch.__version__,
+                   cuda=torch.cuda.get_device_name() if torch.cuda.is_available() else None,
+                   date=datetime.now(timezone.utc).isoformat(timespec="seconds"))
+    tic = time.perf_counter()
+    rows = [row for d in devices for row in bench_device(args, d)]
+    print(f"model {args.model}{' width ' + str(args.width) if args.model == 'small' else ''}, "
+          f"{args.image_size}x{args.image_size} px, batch {args.batch}; median of {args.rounds} rounds x {args.steps} "
+          f"steps; {machine['cpus']} CPUs, {machine['threads']} torch threads, torch {machine['torch']}"
+          f"{', ' + machine['cuda'] if machine['cuda'] else ''}; {time.perf_counter() - tic:.0f} s\n")
+    print(markdown(rows))
+    if args.json:
+        with open(args.json, "w") as fh:
+            json.dump(dict(machine=machine, args={k: v for k, v in vars(args).items() if not k.startswith("_")},
+                           rows=rows), fh, indent=1)
+    return rows
+
+
+if __name__ == "__main__":
+    main()
