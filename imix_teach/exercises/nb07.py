@@ -1,0 +1,61 @@
+"""Notebook 07 (contrastive learning without augmentation): checkers and reference solutions.
+
+Exercise 1: the pretext task's accuracy. Given the embeddings of two views of the same N samples,
+how often is row i's most similar row of the other view row i itself? With identical views a
+plain encoder solves this trivially, and that is the problem. :func:`check_pretext_accuracy`
+compares with :func:`imix_teach.analysis.instance_accuracy`.
+
+Exercise 2: InputMix's coefficients (Sec. 3.3). From Dirichlet(1, 1, 1) draws l (N, 3) build
+(0.5 * l1 + 0.5, 0.5 * l2, 0.5 * l3): the principal input keeps at least half of the weight.
+:func:`check_inputmix_coefficients` compares with the reference.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from ..analysis import instance_accuracy
+from . import check_function
+
+
+# ----------------------------------------------------------------------------- exercise 1
+def solution_pretext_accuracy(first: torch.Tensor, second: torch.Tensor) -> float:
+    """Share of rows i whose most cosine-similar row of ``second`` is row i (a float in [0, 1])."""
+    sim = F.normalize(first, dim=1) @ F.normalize(second, dim=1).T  # (N, N) cosine similarities
+    return float((sim.argmax(dim=1) == torch.arange(first.shape[0])).float().mean())
+
+
+def _pretext_cases() -> list[tuple]:
+    g = torch.Generator().manual_seed(8)
+    cases = []
+    for n, d, noise in ((16, 8, 0.0), (32, 4, 1.0), (64, 16, 3.0)):
+        a = torch.randn(n, d, generator=g)
+        b = 2.5 * a + noise * torch.randn(n, d, generator=g)  # a scaled copy: cosine ignores the scale
+        cases.append((a, b))
+    return cases
+
+
+def check_pretext_accuracy(student) -> bool:
+    """``student(first, second) -> float`` on identical, noisy and very noisy second views."""
+    return check_function("pretext_accuracy", student, instance_accuracy, _pretext_cases(), atol=1e-6)
+
+
+# ----------------------------------------------------------------------------- exercise 2
+def solution_inputmix_coefficients(l: torch.Tensor) -> torch.Tensor:
+    """(N, 3) Dirichlet(1, 1, 1) draws -> (N, 3) coefficients (0.5 l1 + 0.5, 0.5 l2, 0.5 l3)."""
+    return 0.5 * l + torch.tensor([0.5, 0.0, 0.0])
+
+
+def _dirichlet_cases() -> list[tuple]:
+    g = torch.Generator().manual_seed(9)
+    cases = []
+    for n in (4, 10):
+        e = -torch.log(torch.rand(n, 3, generator=g))  # Exp(1) draws; normalised they are Dirichlet(1,1,1)
+        cases.append((e / e.sum(1, keepdim=True),))
+    return cases
+
+
+def check_inputmix_coefficients(student) -> bool:
+    """``student(l) -> (N, 3)`` coefficients; rows sum to 1 and the first is >= 0.5."""
+    return check_function("inputmix_coefficients", student, solution_inputmix_coefficients, _dirichlet_cases(),
+                          atol=1e-6)
