@@ -10,7 +10,8 @@ Two presets (``PRESETS``):
 - ``paper``: the paper's settings (SPEC section 3: ResNet-50 with the CIFAR stem, projection
   2048-2048-128, batch 256, tau 0.2, alpha 1, 4000 epochs on CIFAR; Speech Commands 500 epochs
   tau 0.5; tabular 5-layer MLP, batch 512, 500 epochs, tau 0.1, alpha 2) for one GPU with AMP and
-  channels_last. ``--estimate-steps K`` times K steps per run and prints the expected total.
+  channels_last. ``--estimate-steps K`` times K steps per run and prints the expected total
+  (``benchmarks/README.md``: about 90-175 H100-hours for the full grid, an estimate).
 
 The protocol is the paper's: pretrain, freeze, then a linear probe (100 epochs, SGD) on the
 features; for HIGGS the closed-form least-squares classifier; a weighted kNN as a second number.
