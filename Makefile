@@ -8,6 +8,9 @@ PY     := $(VENV)/bin/python
 # Offline real data for tests/notebooks: ../shared/data when it sits beside the project.
 IMIX_DATA ?= $(if $(wildcard ../shared/data),$(abspath ../shared/data),)
 export IMIX_DATA
+# Idle OpenMP threads spin-wait by default; on a busy 2-core machine that made torch ~100x slower.
+OMP_WAIT_POLICY ?= PASSIVE
+export OMP_WAIT_POLICY
 
 .PHONY: lab demo test install clean
 

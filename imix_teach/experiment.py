@@ -75,6 +75,7 @@ def run(
     seed: int = 0,
     tau: float = 0.2,
     encoder: nn.Module | None = None,
+    augment=None,
     method_kwargs: dict[str, Any] | None = None,
     evaluate: tuple[str, ...] = ("linear", "knn"),
     probe_epochs: int = 100,
@@ -84,6 +85,8 @@ def run(
 ) -> RunResult:
     """Pretrain ``method`` (with i-Mix when ``alpha`` is a number) on ``train``; evaluate on ``test``.
 
+    augment: the view function ``augment(x, generator)``; None = ``train.augment`` (pass
+    ``lambda x, g: train.transform(x)`` for the no-augmentation setting of Table 3).
     evaluate: any of "linear" (probe, paper protocol), "knn", "least_squares" (Higgs protocol).
     Extra keyword arguments go to :func:`imix_teach.train.pretrain` (lr, mix_options, inputmix,
     checkpoint, amp...). Same seed -> same initial weights for baseline and i-Mix.
@@ -95,7 +98,7 @@ def run(
     model = build_method(method, encoder, tau=tau, **kwargs)
     labels = train.labels if method == "supnpair" else None
     tic = time.perf_counter()
-    history = pretrain(model, train.inputs, train.augment, epochs=epochs, batch_size=min(batch_size, len(train)),
+    history = pretrain(model, train.inputs, augment if augment is not None else train.augment, epochs=epochs, batch_size=min(batch_size, len(train)),
                        alpha=alpha, labels=labels, seed=seed, device=device, progress=progress, **pretrain_kwargs)
     result = RunResult(method, alpha, seed, pretrain_seconds=time.perf_counter() - tic, history=history,
                        encoder=model.encoder)
