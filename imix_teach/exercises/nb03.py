@@ -1,0 +1,149 @@
+"""Notebook 03 (i-Mix on the N-pair loss): Algorithm 1 as an exercise, its checker and reference solution.
+
+Exercise: write the loss of Algorithm 1 of the paper, from a batch of two views to one number:
+mix the anchor view only, embed both views, logits of the L2-normalised embeddings divided by
+tau, then ``lam * CE(logits, arange(N)) + (1 - lam) * CE(logits, perm)``.
+:func:`check_imix_npair_loss` compares the student's function with the library's
+``npair_loss(f(mixup(a, lam, perm)), f(b), mix_targets(eye(N), lam, perm), tau)`` and, when the
+answer is wrong, says which common mistake it matches.
+
+Also here: :func:`view_retrieval_accuracy`, the pretext task's own accuracy (does view 1 of an image
+find view 2 of the same image among a batch?), measured on training and on unseen test images to see
+whether pretraining overfits its pretext task, the situation that a regulariser like i-Mix addresses.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..losses import npair_loss
+from ..mixing import mix_targets, mixup
+from . import check_function
+
+Embed = Callable[[torch.Tensor], torch.Tensor]
+
+
+# ----------------------------------------------------------------------------- the exercise
+def solution_imix_npair_loss(f: Embed, a: torch.Tensor, b: torch.Tensor, lam: float, perm: torch.Tensor,
+                             tau: float) -> torch.Tensor:
+    """Algorithm 1: i-Mix N-pair loss of one batch. f: embedding network; a, b: (N, ...) two views.
+
+    lam: the batch's mixing coefficient; perm: (N,) mixing partners; tau: temperature. A 0-d tensor.
+    """
+    n = a.shape[0]
+    a_mixed = lam * a + (1 - lam) * a[perm]  # mix the anchor view only; b stays clean
+    za = F.normalize(f(a_mixed), dim=1)
+    zb = F.normalize(f(b), dim=1)
+    logits = za @ zb.T / tau  # (N, N): anchor i against every positive k
+    return lam * F.cross_entropy(logits, torch.arange(n)) + (1 - lam) * F.cross_entropy(logits, perm)
+
+
+def reference_imix_npair_loss(f: Embed, a: torch.Tensor, b: torch.Tensor, lam: float, perm: torch.Tensor,
+                              tau: float) -> torch.Tensor:
+    """The same loss from the library's pieces: mixup, mix_targets and npair_loss (Eq. 6)."""
+    targets = mix_targets(torch.eye(a.shape[0]), lam, perm)
+    return npair_loss(f(mixup(a, lam, perm)), f(b), targets, tau)
+
+
+def _embedder(in_features: int, seed: int) -> Embed:
+    """A fixed, deterministic embedding network (flatten + linear + tanh + linear): no BN, no randomness."""
+    torch.manual_seed(seed)
+    net = nn.Sequential(nn.Flatten(), nn.Linear(in_features, 16), nn.Tanh(), nn.Linear(16, 8))
+    net.requires_grad_(False)
+    return net
+
+
+def _cases() -> list[tuple]:
+    g = torch.Generator().manual_seed(3)
+    images = torch.rand(6, 1, 4, 4, generator=g)
+    images2 = images + 0.1 * torch.randn(6, 1, 4, 4, generator=g)
+    rows = torch.randn(8, 10, generator=g)
+    rows2 = rows + 0.3 * torch.randn(8, 10, generator=g)
+    f_img, f_row = _embedder(16, 0), _embedder(10, 1)
+    self_pairs = torch.tensor([2, 1, 0, 5, 3, 4])  # instance 1 is mixed with itself: allowed (randperm)
+    return [
+        (f_img, images, images2, 0.7, self_pairs, 0.2),
+        (f_row, rows, rows2, 0.35, torch.randperm(8, generator=g), 0.5),
+        (f_img, images, images2, 1.0, self_pairs, 0.2),  # lam = 1: plain N-pair (Eq. 5)
+        (f_row, rows, rows2, 0.0, torch.randperm(8, generator=g), 0.1),  # lam = 0: all weight on the partner
+    ]
+
+
+def _mistakes(f: Embed, a, b, lam, perm, tau) -> dict[str, torch.Tensor]:
+    """Losses that common wrong answers produce on one case, named by what went wrong."""
+    n = a.shape[0]
+    eye = torch.eye(n)
+    a_mixed, b_mixed = mixup(a, lam, perm), mixup(b, lam, perm)
+    targets = mix_targets(eye, lam, perm)
+    raw_logits = f(a_mixed) @ f(b).T / tau
+    return {
+        "both views were mixed (only the anchor view a is mixed; b stays clean)":
+            npair_loss(f(a_mixed), f(b_mixed), targets, tau),
+        "the targets were not mixed (it is CE(logits, arange(N)) only; add (1 - lam) * CE(logits, perm))":
+            npair_loss(f(a_mixed), f(b), None, tau),
+        "lam and 1 - lam are swapped (lam weighs CE(logits, arange(N)), the anchor's own positive)":
+            npair_loss(f(a_mixed), f(b), mix_targets(eye, 1 - lam, perm), tau),
+        "the embeddings were not L2-normalised before the dot product":
+            lam * F.cross_entropy(raw_logits, torch.arange(n)) + (1 - lam) * F.cross_entropy(raw_logits, perm),
+        "the logits were not divided by tau":
+            npair_loss(f(a_mixed), f(b), targets, 1.0),
+    }
+
+
+def check_imix_npair_loss(student) -> bool:
+    """``student(f, a, b, lam, perm, tau) -> loss`` vs the library's i-Mix N-pair loss on four cases."""
+    ok = check_function("imix_npair_loss", student, reference_imix_npair_loss, _cases(), atol=1e-4,
+                        hint="Algorithm 1: mix a only; logits = normalize(f(a_mix)) @ normalize(f(b)).T / tau; "
+                             "lam * CE(logits, arange(N)) + (1 - lam) * CE(logits, perm).")
+    if not ok:
+        _diagnose(student)
+    return ok
+
+
+def _diagnose(student) -> None:
+    """If the student's answer equals a known wrong variant on the first case, say which one."""
+    case = _cases()[0]
+    try:
+        answer = student(*case)
+        if answer is None:
+            return
+        got = torch.as_tensor(answer, dtype=torch.float32)
+    except Exception:  # the checker already reported it
+        return
+    for what, value in _mistakes(*case).items():
+        if got.shape == value.shape and float((got - value).abs().max()) < 1e-4:
+            print(f"    hint: your answer matches the case where {what}.")
+            return
+
+
+# ----------------------------------------------------------------------------- pretext-task diagnostic
+@torch.no_grad()
+def view_retrieval_accuracy(encoder: nn.Module, data, *, batch_size: int = 128, batches: int = 8,
+                            seed: int = 0) -> float:
+    """Share of images whose view 1 has view 2 of the same image as its most similar view 2 in the batch.
+
+    The pretext task of instance discrimination, scored on the encoder's features (cosine similarity)
+    over ``batches`` random batches of ``batch_size`` images of ``data`` (a DomainData), augmented with
+    ``data.augment``; encoder in eval mode. Chance is 1 / batch_size. Compare training and test images:
+    a large gap means pretraining has started to memorise its training images.
+    """
+    g = torch.Generator().manual_seed(seed)
+    device = next(encoder.parameters()).device
+    was_training = encoder.training
+    encoder.eval()
+    try:
+        batch_size = min(batch_size, len(data))
+        hits, total = 0, 0
+        for _ in range(batches):
+            idx = torch.randperm(len(data), generator=g)[:batch_size]
+            x = data.inputs[idx]
+            z1 = F.normalize(encoder(data.augment(x, g).to(device)).float(), dim=1)
+            z2 = F.normalize(encoder(data.augment(x, g).to(device)).float(), dim=1)
+            hits += int(((z1 @ z2.T).argmax(dim=1).cpu() == torch.arange(batch_size)).sum())
+            total += batch_size
+        return hits / total
+    finally:
+        encoder.train(was_training)
