@@ -5,6 +5,7 @@
 """
 from __future__ import annotations
 
+import contextlib
 import os
 
 import torch
@@ -27,12 +28,10 @@ def setup(seed: int = 0, device: str | torch.device | None = None) -> torch.devi
     """
     seed_everything(seed)
     dev = pick_device(device)
-    try:
+    with contextlib.suppress(ImportError):  # plotting is optional for library use
         import matplotlib.pyplot as plt
 
         plt.rcParams.update({"figure.dpi": 90, "savefig.dpi": 90, "figure.figsize": (6.4, 3.6)})
-    except ImportError:  # plotting is optional for library use
-        pass
     data = "$IMIX_DATA" if os.environ.get("IMIX_DATA") else "per-user cache (downloads on first use)"
     mode = "QUICK (IMIX_QUICK=1: smallest honest run)" if quick_mode() else "full"
     print(f"imix-teach | torch {torch.__version__.split('+')[0]} | device: {dev.type} | mode: {mode} | data: {data}")

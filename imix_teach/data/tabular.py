@@ -12,6 +12,8 @@ cached as ``<root>/.cache/higgs-*.npz`` when the root is writable.
 """
 from __future__ import annotations
 
+import contextlib
+
 import gzip
 import io
 import zlib
@@ -185,11 +187,9 @@ def _read_higgs(src: Source, path: Path, train_size: int | None) -> tuple[np.nda
                          f"or a part of at most {_KEEP_ALL_ROWS:,} rows")
     head, tail = np.concatenate(head), np.concatenate(tail)[-HIGGS_TEST_ROWS:]
     rows = np.concatenate([head, tail])
-    try:
+    with contextlib.suppress(OSError):  # a read-only root just gets no cache
         cache.parent.mkdir(parents=True, exist_ok=True)
         np.savez(cache, rows=rows, total=total)
-    except OSError:
-        pass  # read-only root: no cache
     return rows, total, True
 
 
