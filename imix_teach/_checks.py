@@ -9,8 +9,9 @@ import torch
 
 
 def positive(name: str, value: float) -> None:
-    if not (float(value) > 0):  # also rejects NaN
-        raise ValueError(f"{name} must be > 0, got {value!r}")
+    value = float(value)
+    if not (0 < value < float("inf")):  # also rejects NaN
+        raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
 
 
 def finite(name: str, tensor: torch.Tensor) -> None:

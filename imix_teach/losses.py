@@ -38,13 +38,15 @@ def soft_cross_entropy(logits: torch.Tensor, targets: torch.Tensor, *, check: bo
     return -(targets * F.log_softmax(logits, dim=1)).sum(dim=1).mean()
 
 
-def _pair_inputs(name_a: str, a: torch.Tensor, name_b: str, b: torch.Tensor, tau: float) -> None:
+def _pair_inputs(
+    name_a: str, a: torch.Tensor, name_b: str, b: torch.Tensor, tau: float, min_batch: int = 2
+) -> None:
     _checks.positive("tau", tau)
     _checks.ndim(name_a, a, 2)
     _checks.ndim(name_b, b, 2)
     _checks.finite(name_a, a)
     _checks.finite(name_b, b)
-    _checks.batch_size(name_a, a.shape[0])
+    _checks.batch_size(name_a, a.shape[0], min_batch)
     if a.shape != b.shape:
         raise ValueError(
             f"{name_a} and {name_b} must have the same shape (N, D), got {tuple(a.shape)} and {tuple(b.shape)}"
@@ -126,7 +128,8 @@ def byol_loss(
     (1 - lam)(2 - 2 cos(p, f_j)): linear in v, as the authors' code computes it.
     """
     if check:
-        _pair_inputs("predictions", predictions, "target_embeddings", target_embeddings, tau=1.0)
+        # BYOL has no negatives, so a single pair is a valid batch.
+        _pair_inputs("predictions", predictions, "target_embeddings", target_embeddings, tau=1.0, min_batch=1)
         if targets is not None:
             _checks.simplex_rows("targets", targets, (predictions.shape[0], predictions.shape[0]))
     p = F.normalize(predictions, dim=1)
