@@ -23,6 +23,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .evaluate import evaluate_encoder  # one implementation, re-exported for the notebooks
+
 __all__ = [
     "gaussian_frechet_distance", "frechet_distance", "embedding_frechet_distance", "evaluate_encoder", "train_test_gap",
     "instance_accuracy", "effective_rank", "split_classes", "sweep", "summarize", "sweep_table", "plot_sweep",
@@ -95,32 +97,6 @@ def embedding_frechet_distance(encoder: torch.nn.Module, first, second, *, batch
     fa = extract_features(encoder, first.inputs, first.transform, batch_size=batch_size)
     fb = extract_features(encoder, second.inputs, second.transform, batch_size=batch_size)
     return frechet_distance(fa, fb, normalize=True)
-
-
-def evaluate_encoder(encoder: torch.nn.Module, train, test, *, evaluate: Sequence[str] = ("linear", "knn"),
-                     probe_epochs: int = 100, seed: int = 0) -> dict[str, float]:
-    """Evaluate a frozen encoder on any labelled train/test pair (DomainData), e.g. one it was not
-    pretrained on (transfer, or a pretext subset vs the full downstream set).
-
-    Returns a dict with the requested metrics among "linear" (plus "train_accuracy"), "knn" and
-    "least_squares", as fractions in [0, 1], exactly as :func:`imix_teach.experiment.run` computes them.
-    """
-    from .evaluate import extract_features, knn_accuracy, least_squares_accuracy, linear_probe
-
-    unknown = set(evaluate) - {"linear", "knn", "least_squares"}
-    if unknown:
-        raise ValueError(f"evaluate must name 'linear', 'knn' or 'least_squares', got {sorted(unknown)}")
-    train_x = extract_features(encoder, train.inputs, train.transform)
-    test_x = extract_features(encoder, test.inputs, test.transform)
-    out: dict[str, float] = {}
-    if "linear" in evaluate:
-        probe = linear_probe(train_x, train.labels, test_x, test.labels, epochs=probe_epochs, seed=seed)
-        out["linear"], out["train_accuracy"] = probe.accuracy, probe.train_accuracy
-    if "knn" in evaluate:
-        out["knn"] = knn_accuracy(train_x, train.labels, test_x, test.labels, k=min(200, len(train)))
-    if "least_squares" in evaluate:
-        out["least_squares"] = least_squares_accuracy(train_x, train.labels, test_x, test.labels)
-    return out
 
 
 def train_test_gap(result) -> float:

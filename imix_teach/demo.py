@@ -16,7 +16,7 @@ import torch
 
 from .config import pick
 from .data import load
-from .evaluate import extract_features, knn_accuracy, linear_probe
+from .evaluate import evaluate_encoder
 from .experiment import RunResult, run, small_encoder
 
 
@@ -88,9 +88,8 @@ def main(argv: list[str] | None = None) -> list[RunResult]:
             results.append(r)
     torch.manual_seed(args.seed)
     encoder = small_encoder(train.input_shape)
-    tr_x, te_x = extract_features(encoder, train.inputs, train.transform), extract_features(encoder, test.inputs, test.transform)
-    random_init = (linear_probe(tr_x, train.labels, te_x, test.labels).accuracy,
-                   knn_accuracy(tr_x, train.labels, te_x, test.labels))
+    floor = evaluate_encoder(encoder, train, test)
+    random_init = (floor["linear"], floor["knn"])
     table = _table(results, random_init)
     print()
     print(table)

@@ -165,3 +165,34 @@ def least_squares_accuracy(
     weights = torch.linalg.pinv(design) @ F.one_hot(train_y, num_classes).double()
     test_design = torch.cat([test_x.double(), torch.ones(test_x.shape[0], 1, dtype=torch.float64)], dim=1)
     return float(((test_design @ weights).argmax(1) == test_y).double().mean())
+
+
+def evaluate_encoder(
+    encoder: nn.Module,
+    train,
+    test,
+    *,
+    evaluate: Sequence[str] = ("linear", "knn"),
+    probe_epochs: int = 100,
+    seed: int = 0,
+    device: str | torch.device | None = None,
+) -> dict[str, float]:
+    """Evaluate a frozen encoder on labelled ``train``/``test`` data (DomainData): features once, then classifiers.
+
+    evaluate: any of "linear" (paper's probe; also returns "train_accuracy"), "knn",
+    "least_squares" (Higgs protocol). Returns fractions in [0, 1].
+    """
+    unknown = set(evaluate) - {"linear", "knn", "least_squares"}
+    if unknown:
+        raise ValueError(f"evaluate must name 'linear', 'knn' or 'least_squares', got {sorted(unknown)}")
+    train_x = extract_features(encoder, train.inputs, train.transform)
+    test_x = extract_features(encoder, test.inputs, test.transform)
+    out: dict[str, float] = {}
+    if "linear" in evaluate:
+        probe = linear_probe(train_x, train.labels, test_x, test.labels, epochs=probe_epochs, seed=seed, device=device)
+        out["linear"], out["train_accuracy"] = probe.accuracy, probe.train_accuracy
+    if "knn" in evaluate:
+        out["knn"] = knn_accuracy(train_x, train.labels, test_x, test.labels, k=min(200, len(train)))
+    if "least_squares" in evaluate:
+        out["least_squares"] = least_squares_accuracy(train_x, train.labels, test_x, test.labels)
+    return out

@@ -15,7 +15,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from .evaluate import extract_features, knn_accuracy, least_squares_accuracy, linear_probe
+from .evaluate import evaluate_encoder
 from .methods import build_method
 from .models import SmallConvNet, TabularMLP
 from .train import History, pretrain
@@ -103,13 +103,8 @@ def run(
     result = RunResult(method, alpha, seed, pretrain_seconds=time.perf_counter() - tic, history=history,
                        encoder=model.encoder)
     if evaluate:
-        train_x = extract_features(model.encoder, train.inputs, train.transform)
-        test_x = extract_features(model.encoder, test.inputs, test.transform)
-        if "linear" in evaluate:
-            probe = linear_probe(train_x, train.labels, test_x, test.labels, epochs=probe_epochs, seed=seed, device=device)
-            result.linear, result.train_accuracy = probe.accuracy, probe.train_accuracy
-        if "knn" in evaluate:
-            result.knn = knn_accuracy(train_x, train.labels, test_x, test.labels, k=min(200, len(train)))
-        if "least_squares" in evaluate:
-            result.least_squares = least_squares_accuracy(train_x, train.labels, test_x, test.labels)
+        scores = evaluate_encoder(model.encoder, train, test, evaluate=evaluate, probe_epochs=probe_epochs,
+                                  seed=seed, device=device)
+        for name, value in scores.items():
+            setattr(result, name, value)
     return result
