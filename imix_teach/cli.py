@@ -1,5 +1,7 @@
-"""The ``imix-teach`` command (also ``python -m imix_teach.cli``).
+"""The ``imix-teach`` command (also ``python -m imix_teach``, and ``torchrun ... -m imix_teach``).
 
+    imix-teach pretrain --dataset digits --method npair --alpha 1 --epochs 15 --out runs/npair
+    torchrun --standalone --nproc_per_node 2 -m imix_teach pretrain --dataset digits --out runs/ddp
     imix-teach reproduce --preset cpu --domain all --methods npair,moco,byol --seeds 3 --out results/cpu
     imix-teach reproduce --preset paper --domain image --estimate-steps 5      # time steps, extrapolate
     imix-teach demo                                                              # 2-minute digits demo
@@ -11,6 +13,9 @@ import sys
 import time
 from pathlib import Path
 
+from torch.distributed.elastic.multiprocessing.errors import record
+
+from . import pretrain_command
 from . import reproduce as rp
 
 
@@ -53,6 +58,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--estimate-steps", type=_positive_int, default=None, metavar="K",
                    help="do not train: time K steps per dataset/method and print the expected total time")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    t = sub.add_parser("pretrain", help="pretrain one method on one dataset (also under torchrun), then evaluate",
+                       description=pretrain_command.__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    pretrain_command.add_arguments(t)
     d = sub.add_parser("demo", help="i-Mix vs. baseline on scikit-learn's digits (about 2 minutes on CPU)")
     d.add_argument("args", nargs=argparse.REMAINDER, help="passed to python -m imix_teach.demo")
     return parser
@@ -69,9 +77,12 @@ def _split(parser: argparse.ArgumentParser, option: str, text: str, choices, all
     return list(dict.fromkeys(items))
 
 
+@record  # under torchrun: a failing rank's traceback is reported, and torchrun stops the others
 def main(argv: list[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
+    if args.command == "pretrain":
+        return pretrain_command.run(args)
     if args.command == "demo":
         from . import demo
 

@@ -39,17 +39,32 @@ def soft_cross_entropy(logits: torch.Tensor, targets: torch.Tensor, *, check: bo
 
 
 def _pair_inputs(
-    name_a: str, a: torch.Tensor, name_b: str, b: torch.Tensor, tau: float, min_batch: int = 2
+    name_a: str, a: torch.Tensor, name_b: str, b: torch.Tensor, tau: float, min_batch: int = 2,
+    more_rows: bool = False,
 ) -> None:
+    """a: (N, D); b: (N, D), or (M, D) with M >= N when ``more_rows`` (gathered across processes)."""
     _checks.positive("tau", tau)
     _checks.ndim(name_a, a, 2)
     _checks.ndim(name_b, b, 2)
     _checks.finite(name_a, a)
     _checks.finite(name_b, b)
     _checks.batch_size(name_a, a.shape[0], min_batch)
-    if a.shape != b.shape:
+    rows_ok = b.shape[0] >= a.shape[0] if more_rows else b.shape[0] == a.shape[0]
+    if not rows_ok or a.shape[1] != b.shape[1]:
+        rows = "(M, D) with M >= N" if more_rows else "(N, D)"
         raise ValueError(
-            f"{name_a} and {name_b} must have the same shape (N, D), got {tuple(a.shape)} and {tuple(b.shape)}"
+            f"{name_b} must be {rows} to match {name_a} (N, D) = {tuple(a.shape)}, got {tuple(b.shape)}"
+        )
+
+
+def _contrast_targets(name: str, targets: torch.Tensor | None, n: int, m: int) -> None:
+    """targets (N, M) probability rows; None means eye(N), which needs M == N."""
+    if targets is not None:
+        _checks.simplex_rows("targets", targets, (n, m))
+    elif m != n:
+        raise ValueError(
+            f"targets=None means the identity, which needs as many {name} as anchors ({n}), got {m}; "
+            f"pass targets of shape ({n}, {m}), e.g. imix_teach.distributed.local_targets(None, {n})"
         )
 
 
@@ -63,15 +78,15 @@ def npair_loss(
 ) -> torch.Tensor:
     """N-pair contrastive loss (Eq. 5); with mixed targets it is i-Mix N-pair (Eq. 6).
 
-    anchors, positives: (N, D) embeddings of the two views. targets: (N, N) virtual labels,
-    None = eye(N) (instance i's positive is positives[i]; the other N - 1 positives are its
-    negatives, and an anchor is never contrasted with itself).
+    anchors: (N, D) embeddings of one view; positives: (M, D) of the other, M >= N (M = W*N when
+    gathered from W processes). targets: (N, M) virtual labels, None = eye(N) (needs M == N:
+    instance i's positive is positives[i]; the other positives are its negatives, and an anchor
+    is never contrasted with itself).
     logits_ik = s(anchor_i, positive_k) / tau;  loss = mean_i -sum_k v_ik log softmax(logits_i)_k.
     """
     if check:
-        _pair_inputs("anchors", anchors, "positives", positives, tau)
-        if targets is not None:
-            _checks.simplex_rows("targets", targets, (anchors.shape[0], anchors.shape[0]))
+        _pair_inputs("anchors", anchors, "positives", positives, tau, more_rows=True)
+        _contrast_targets("positives", targets, anchors.shape[0], positives.shape[0])
     logits = F.normalize(anchors, dim=1) @ F.normalize(positives, dim=1).T / tau
     if targets is None:
         targets = torch.arange(anchors.shape[0], device=anchors.device)
@@ -89,25 +104,25 @@ def moco_loss(
 ) -> torch.Tensor:
     """MoCo's loss in the (N + K)-way form that i-Mix needs (Eq. 8).
 
-    queries: (N, D) from the query encoder; keys: (N, D) from the EMA key encoder (gradients are
-    not taken through them); queue: (K, D) past keys. targets: (N, N) virtual labels over the
-    batch's keys, None = eye(N); the queue gets zero target mass. The classic (K+1)-way loss
+    queries: (N, D) from the query encoder; keys: (M, D) from the EMA key encoder, M >= N (M = W*N
+    when gathered from W processes; gradients are not taken through them); queue: (K, D) past
+    keys. targets: (N, M) virtual labels over the batch's keys, None = eye(N) (needs M == N); the
+    queue gets zero target mass. The classic (K+1)-way loss
     gives each query its own label set [k_i; queue], so labels of two queries cannot be mixed;
     sharing the N + K candidates fixes that.
     """
     if check:
-        _pair_inputs("queries", queries, "keys", keys, tau)
+        _pair_inputs("queries", queries, "keys", keys, tau, more_rows=True)
         _checks.ndim("queue", queue, 2)
         _checks.finite("queue", queue)
         if queue.shape[1] != queries.shape[1]:
             raise ValueError(
                 f"queue must be (K, {queries.shape[1]}) to match the embedding size, got {tuple(queue.shape)}"
             )
-        if targets is not None:
-            _checks.simplex_rows("targets", targets, (queries.shape[0], queries.shape[0]))
+        _contrast_targets("keys", targets, queries.shape[0], keys.shape[0])
     n = queries.shape[0]
     candidates = torch.cat([F.normalize(keys.detach(), dim=1), F.normalize(queue.detach(), dim=1)])
-    logits = F.normalize(queries, dim=1) @ candidates.T / tau  # (N, N + K)
+    logits = F.normalize(queries, dim=1) @ candidates.T / tau  # (N, M + K)
     if targets is None:
         return F.cross_entropy(logits, torch.arange(n, device=queries.device))
     return soft_cross_entropy(logits, F.pad(targets, (0, queue.shape[0])), check=False)
@@ -151,26 +166,33 @@ def simclr_loss(
     targets: torch.Tensor | None = None,
     tau: float = 0.2,
     *,
+    offset: int = 0,
     check: bool = True,
 ) -> torch.Tensor:
     """SimCLR's (2N-1)-way NT-Xent loss (Eq. 4) over both views, with 2N virtual labels.
 
-    anchors: (2N, D) = [view 1; view 2] (mixed for i-Mix); candidates: (2N, D) clean
-    [view 1; view 2] (the same tensor as anchors for the baseline). logits_ab = s(a, c_b)/tau
-    with the anchor's own slot b = a removed, which turns 2N candidates into 2N - 1.
-    targets: (2N, 2N), None = :func:`simclr_targets`; they must put no mass on the diagonal.
+    anchors: (2N, D) = [view 1; view 2] (mixed for i-Mix); candidates: (M, D) clean embeddings,
+    M >= 2N, whose rows ``offset ... offset + 2N - 1`` are this batch's clean [view 1; view 2]
+    (M = 2N and offset 0 on one process; the same tensor as anchors for the baseline).
+    logits_ab = s(a, c_b)/tau with the anchor's own clean slot b = offset + a removed, which turns
+    2N candidates into 2N - 1. targets: (2N, M), None = :func:`simclr_targets` (needs M = 2N);
+    they must put no mass on the anchor's own slot.
     """
+    m, k = anchors.shape[0], candidates.shape[0]
+    own = torch.arange(m, device=anchors.device) + offset
     if check:
-        _pair_inputs("anchors", anchors, "candidates", candidates, tau)
-        if anchors.shape[0] % 2:
-            raise ValueError(f"anchors must stack two views, (2N, D); got odd size {anchors.shape[0]}")
+        _pair_inputs("anchors", anchors, "candidates", candidates, tau, more_rows=True)
+        if m % 2:
+            raise ValueError(f"anchors must stack two views, (2N, D); got odd size {m}")
+        if targets is None and (k != m or offset):
+            raise ValueError(f"targets=None needs candidates of shape ({m}, D) and offset 0; pass targets ({m}, {k})")
         if targets is not None:
-            _checks.simplex_rows("targets", targets, (anchors.shape[0], anchors.shape[0]))
-            if bool(targets.diagonal().abs().sum() > 0):
-                raise ValueError("targets must put zero mass on the diagonal (an anchor is not its own positive)")
-    m = anchors.shape[0]
+            _checks.simplex_rows("targets", targets, (m, k))
+            if bool(targets[torch.arange(m), own].abs().sum() > 0):
+                raise ValueError("targets must put zero mass on the anchor's own slot (an anchor is not its own positive)")
     logits = F.normalize(anchors, dim=1) @ F.normalize(candidates, dim=1).T / tau
-    self_mask = torch.eye(m, dtype=torch.bool, device=anchors.device)
+    self_mask = torch.zeros(m, k, dtype=torch.bool, device=anchors.device)
+    self_mask[torch.arange(m, device=anchors.device), own] = True
     logits = logits.masked_fill(self_mask, float("-inf"))
     if targets is None:
         targets = simclr_targets(m // 2, anchors.device)
@@ -179,7 +201,12 @@ def simclr_loss(
     return -(targets * log_prob).sum(dim=1).mean()
 
 
-def supervised_targets(labels: torch.Tensor) -> torch.Tensor:
-    """Supervised-contrastive virtual labels (Appendix A.2): v_ij = 1 where labels match, rows sum to 1. (N, N)."""
-    same = (labels.view(-1, 1) == labels.view(1, -1)).float()
+def supervised_targets(labels: torch.Tensor, candidate_labels: torch.Tensor | None = None) -> torch.Tensor:
+    """Supervised-contrastive virtual labels (Appendix A.2): v_ij = 1 where labels match, rows sum to 1.
+
+    labels: (N,) class ids of the anchors; candidate_labels: (M,) of the candidates (None = labels,
+    M = N; all ranks' labels when gathered). Returns (N, M).
+    """
+    others = labels if candidate_labels is None else candidate_labels
+    same = (labels.view(-1, 1) == others.view(1, -1)).float()
     return same / same.sum(dim=1, keepdim=True)

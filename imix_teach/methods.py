@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from . import losses
+from . import distributed, losses
 from .mixing import cutmix, imix, mix_targets, mixup
 from .models import prediction_head, projection_head
 
@@ -76,21 +76,50 @@ class ContrastiveMethod(nn.Module):
         """Called once after each optimiser step (EMA and queue updates)."""
 
 
+def check_views(view1: torch.Tensor, view2: torch.Tensor) -> None:
+    """Shapes only (no device sync): two floating batches of the same shape with N >= 2 rows."""
+    for name, view in (("view1", view1), ("view2", view2)):
+        if not torch.is_tensor(view) or not view.is_floating_point():
+            kind = view.dtype if torch.is_tensor(view) else type(view).__name__
+            raise TypeError(f"{name} must be a floating-point torch.Tensor (N, ...), got {kind}")
+    if view1.shape != view2.shape:
+        raise ValueError(f"view1 and view2 must have the same shape, got {tuple(view1.shape)} and {tuple(view2.shape)}")
+    if view1.dim() < 2 or view1.shape[0] < 2:
+        raise ValueError(f"view1 must be a batch (N, ...) with N >= 2 for contrast, got shape {tuple(view1.shape)}")
+
+
 class NPair(ContrastiveMethod):
     """N-pair / SimCLR-without-self-negatives (Eq. 5); i-Mix mixes the anchor view only (Eq. 6).
 
     Exactly Algorithm 1: ``logits = normalize(f(a_mix)) @ normalize(f(b)).T / tau`` with targets
-    lam * I + (1 - lam) * I[perm]. The clean positive view costs nothing extra.
+    lam * I + (1 - lam) * I[perm]. The clean positive view costs nothing extra. Under torchrun the
+    positives of every process are gathered (``distributed.gather``), so negatives span the
+    global batch. single_pass: put [anchors; positives] through one forward pass, so batch norm
+    normalises both with the same statistics (the authors' code); False uses a pass per view.
     """
 
     name = "npair"
 
-    def forward(self, view1, view2, alpha=None, *, generator=None, labels=None, **mix_options):
-        anchor, targets = self.anchors(view1, alpha, self.base_targets(labels), generator, **mix_options)
-        return losses.npair_loss(self.embed(anchor), self.embed(view2), targets, self.tau, check=False)
+    def __init__(self, encoder: nn.Module, *, single_pass: bool = False, **kwargs: Any):
+        super().__init__(encoder, **kwargs)
+        self.single_pass = single_pass
 
-    def base_targets(self, labels: torch.Tensor | None) -> torch.Tensor | None:
-        return None
+    def forward(self, view1: torch.Tensor, view2: torch.Tensor, alpha: float | None = None, *,
+                generator: torch.Generator | None = None, labels: torch.Tensor | None = None,
+                **mix_options: Any) -> torch.Tensor:
+        """Loss of one batch of pairs: view1, view2 (N, ...); i-Mix when alpha is a number."""
+        check_views(view1, view2)
+        targets = self.virtual_labels(view1.shape[0], labels, view1.device)
+        anchor, targets = self.anchors(view1, alpha, targets, generator, **mix_options)
+        if self.single_pass:
+            anchor_emb, positive_emb = self.embed(torch.cat([anchor, view2])).chunk(2)
+        else:
+            anchor_emb, positive_emb = self.embed(anchor), self.embed(view2)
+        return losses.npair_loss(anchor_emb, distributed.gather(positive_emb), targets, self.tau, check=False)
+
+    def virtual_labels(self, n: int, labels: torch.Tensor | None, device: torch.device) -> torch.Tensor | None:
+        """(N, W*N) targets over the gathered positives; None (= eye) on one process."""
+        return distributed.local_targets(None, n, device)
 
 
 class SupervisedNPair(NPair):
@@ -98,10 +127,10 @@ class SupervisedNPair(NPair):
 
     name = "supnpair"
 
-    def base_targets(self, labels):
+    def virtual_labels(self, n: int, labels: torch.Tensor | None, device: torch.device) -> torch.Tensor:
         if labels is None:
             raise ValueError("labels must be given to SupervisedNPair (shape (N,) class ids)")
-        return losses.supervised_targets(labels)
+        return losses.supervised_targets(labels, distributed.gather(labels))
 
 
 class SimCLR(ContrastiveMethod):
@@ -114,12 +143,19 @@ class SimCLR(ContrastiveMethod):
 
     name = "simclr"
 
-    def forward(self, view1, view2, alpha=None, *, generator=None, labels=None, **mix_options):
+    def forward(self, view1: torch.Tensor, view2: torch.Tensor, alpha: float | None = None, *,
+                generator: torch.Generator | None = None, labels: torch.Tensor | None = None,
+                **mix_options: Any) -> torch.Tensor:
+        """Loss of one batch of pairs: view1, view2 (N, ...); i-Mix when alpha is a number."""
+        check_views(view1, view2)
         n = view1.shape[0]
-        clean = self.embed(torch.cat([view1, view2]))
-        if alpha is None:
-            return losses.simclr_loss(clean, clean, None, self.tau, check=False)
+        clean_here = self.embed(torch.cat([view1, view2]))
+        clean = distributed.gather(clean_here)  # (W*2N, D): this rank's rows at 2N*rank...
+        offset = 2 * n * distributed.rank()
         base = losses.simclr_targets(n, view1.device)
+        if alpha is None:
+            targets = distributed.local_targets(base, 2 * n)
+            return losses.simclr_loss(clean_here, clean, targets, self.tau, offset=offset, check=False)
         first = imix(view1, alpha, targets=base[:n], generator=generator, **mix_options)
         if mix_options.get("mode", "mixup") == "cutmix":
             second, lam2 = cutmix(view2, first.lam, first.perm, generator=generator)
@@ -127,7 +163,8 @@ class SimCLR(ContrastiveMethod):
             second, lam2 = mixup(view2, first.lam, first.perm, check=False), first.lam
         targets = torch.cat([first.targets, mix_targets(base[n:], lam2, first.perm, check=False)])
         mixed = self.embed(torch.cat([first.inputs, second]))
-        return losses.simclr_loss(mixed, clean, targets, self.tau, check=False)
+        return losses.simclr_loss(mixed, clean, distributed.local_targets(targets, 2 * n), self.tau,
+                                  offset=offset, check=False)
 
 
 class MoCo(ContrastiveMethod):
@@ -135,13 +172,18 @@ class MoCo(ContrastiveMethod):
 
     The plain method here also uses the (N+K)-way loss (in-batch keys are negatives too) so that
     i-Mix on/off changes nothing else; the authors' code used the classic (K+1)-way loss for the
-    baseline. Single-device runs use plain BN in the key encoder (no shuffle-BN).
+    baseline. Under torchrun the keys of every process are gathered, contrasted and enqueued, so
+    the queue is the same on every rank. shuffle_bn: the key encoder sees a batch shuffled across
+    processes, so its BN statistics cannot leak which key matches which query (MoCo's shuffle-BN;
+    no effect on one process, where SyncBN-free BN is what the authors' 1-GPU code does too).
     """
 
     name = "moco"
 
-    def __init__(self, encoder, *, queue_size: int = 4096, momentum: float = 0.999, **kwargs):
+    def __init__(self, encoder: nn.Module, *, queue_size: int = 4096, momentum: float = 0.999,
+                 shuffle_bn: bool = False, **kwargs: Any):
         super().__init__(encoder, **kwargs)
+        self.shuffle_bn = shuffle_bn
         if queue_size < 1:
             raise ValueError(f"queue_size must be >= 1, got {queue_size}")
         if not 0 <= momentum <= 1:
@@ -154,12 +196,27 @@ class MoCo(ContrastiveMethod):
         self.register_buffer("queue_ptr", torch.zeros((), dtype=torch.long))
         self._pending_keys: torch.Tensor | None = None
 
-    def forward(self, view1, view2, alpha=None, *, generator=None, labels=None, **mix_options):
-        anchor, targets = self.anchors(view1, alpha, None, generator, **mix_options)
-        with torch.no_grad():
-            keys = F.normalize(self.key_projector(self.key_encoder(view2)), dim=1)
+    def forward(self, view1: torch.Tensor, view2: torch.Tensor, alpha: float | None = None, *,
+                generator: torch.Generator | None = None, labels: torch.Tensor | None = None,
+                **mix_options: Any) -> torch.Tensor:
+        """Loss of one batch of pairs: view1 (queries), view2 (keys), (N, ...); i-Mix when alpha is set."""
+        check_views(view1, view2)
+        targets = distributed.local_targets(None, view1.shape[0], view1.device)
+        anchor, targets = self.anchors(view1, alpha, targets, generator, **mix_options)
+        keys = self.keys(view2, generator)
         self._pending_keys = keys
         return losses.moco_loss(self.embed(anchor), keys, self.queue, targets, self.tau, check=False)
+
+    @torch.no_grad()
+    def keys(self, view: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        """Normalised keys of the global batch, (W*N, D) in rank order (N, D on one process)."""
+        if not (self.shuffle_bn and distributed.world_size() > 1):
+            return distributed.gather(F.normalize(self.key_projector(self.key_encoder(view)), dim=1))
+        everything = distributed.gather(view)
+        order = distributed.shared_permutation(everything.shape[0], generator)
+        mine = order.view(distributed.world_size(), -1)[distributed.rank()]
+        shuffled = distributed.gather(F.normalize(self.key_projector(self.key_encoder(everything[mine])), dim=1))
+        return shuffled[torch.argsort(order)]  # row j of `shuffled` is sample order[j]
 
     @torch.no_grad()
     def enqueue(self, keys: torch.Tensor) -> None:
@@ -196,7 +253,11 @@ class BYOL(ContrastiveMethod):
         self.target_encoder = _frozen_copy(self.encoder)
         self.target_projector = _frozen_copy(self.projector)
 
-    def forward(self, view1, view2, alpha=None, *, generator=None, labels=None, **mix_options):
+    def forward(self, view1: torch.Tensor, view2: torch.Tensor, alpha: float | None = None, *,
+                generator: torch.Generator | None = None, labels: torch.Tensor | None = None,
+                **mix_options: Any) -> torch.Tensor:
+        """Loss of one batch of pairs: view1 (online), view2 (target), (N, ...); i-Mix when alpha is set."""
+        check_views(view1, view2)
         anchor, targets = self.anchors(view1, alpha, None, generator, **mix_options)
         with torch.no_grad():
             target_embeddings = self.target_projector(self.target_encoder(view2))
