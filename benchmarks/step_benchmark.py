@@ -39,7 +39,8 @@ import torch
 from imix_teach.evaluate import extract_features, linear_probe
 from imix_teach.experiment import small_method_kwargs
 from imix_teach.methods import build_method
-from imix_teach.models import SmallConvNet, cifar_resnet
+from imix_teach.models import SmallConvNet, TabularMLP, cifar_resnet
+from imix_teach.train import StepOptions, pretrain, train_step
 
 METHODS = ("npair", "simclr", "moco", "byol")
 
@@ -102,18 +103,25 @@ class Stepper:
             self.v2 = self.v2.contiguous(memory_format=torch.channels_last)
         if compile:
             self.model.encoder.compile()
-        self.dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(amp or "")
-        self.scaler = torch.amp.GradScaler(device.type, enabled=self.dtype == torch.float16)
+        dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(amp or "")
+        self.options = StepOptions(alpha=self.alpha, amp_dtype=dtype)
+        self.scaler = torch.amp.GradScaler(device.type, enabled=dtype == torch.float16)
         self.gen = torch.Generator(device=device).manual_seed(2)
+        views = iter(())
+
+        def fixed_views(x, generator):  # v1 then v2, alternately: augmentation is not what we time
+            nonlocal views
+            view = next(views, None)
+            if view is None:
+                views = iter((self.v1, self.v2))
+                view = next(views)
+            return view
+
+        self.augment = fixed_views
 
     def step(self) -> None:
-        with torch.autocast(self.device.type, dtype=self.dtype or torch.float32, enabled=self.dtype is not None):
-            loss = self.model(self.v1, self.v2, self.alpha, generator=self.gen)
-        self.opt.zero_grad(set_to_none=True)
-        self.scaler.scale(loss).backward()
-        self.scaler.step(self.opt)
-        self.scaler.update()
-        self.model.after_step()
+        """The project's one training step (imix_teach.train.train_step)."""
+        train_step(self.model, self.v1, self.augment, self.opt, self.gen, self.options, scaler=self.scaler)
 
     def timed(self, steps: int) -> float:
         """Seconds per step over ``steps`` steps (synchronised on CUDA)."""
@@ -215,6 +223,48 @@ def bench_device(args, device: torch.device) -> list[dict]:
     return rows
 
 
+# ----------------------------------------------------------------------------- processes (torchrun)
+def child_pretrain(args) -> None:
+    """Inside 1 or W processes: time pretrain (train_step + DDP + gathers) on random images."""
+    steps = args.steps * 2
+    x = torch.rand(args.batch * steps, 3, args.image_size, args.image_size, generator=torch.Generator().manual_seed(0))
+    torch.manual_seed(0)
+    method = build_method(args.methods[0], SmallConvNet(3, args.width), tau=0.2, **small_method_kwargs(args.methods[0], 4096))
+    device = torch.device("cuda") if torch.cuda.is_available() and args.device != "cpu" else torch.device("cpu")
+    history = pretrain(method, x, lambda v, g: v.float(), epochs=3, batch_size=args.batch, alpha=1.0, device=device,
+                       progress=False, warmup_epochs=0)
+    if int(os.environ.get("RANK", "0")) == 0:
+        seconds = statistics.median(history.epoch_seconds[1:])  # epoch 1 pays for start-up
+        print(json.dumps(dict(samples_per_s=args.batch * steps / seconds, epoch_s=seconds)))
+
+
+def bench_processes(args, counts: list[int]) -> list[dict]:
+    """The same global batch on 1 process and on W processes (torchrun), i-Mix on, one method."""
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    rows = []
+    for w in counts:
+        threads = args.threads or max(1, cpus // w)
+        launch = [sys.executable] if w == 1 else [sys.executable, "-m", "torch.distributed.run", "--standalone",
+                                                  "--nproc_per_node", str(w)]
+        cmd = launch + [os.path.abspath(__file__), "--_child-pretrain", "--methods", args.methods[0], "--batch",
+                        str(args.batch), "--image-size", str(args.image_size), "--width", str(args.width), "--steps",
+                        str(args.steps), "--threads", str(threads), "--device", args.device or "all"]
+        done = subprocess.run(cmd, check=True, capture_output=True, text=True, env=dict(os.environ, OMP_NUM_THREADS=str(threads)))
+        result = json.loads(done.stdout.strip().splitlines()[-1])
+        rows.append(dict(processes=w, threads_per_process=threads, method=args.methods[0], batch=args.batch, **result))
+    for row in rows:
+        row["speedup"] = row["samples_per_s"] / rows[0]["samples_per_s"]
+    return rows
+
+
+def processes_markdown(rows: list[dict]) -> str:
+    lines = ["| processes | torch threads each | method (i-Mix) | global batch | samples/s | epoch s | speed-up vs first row |",
+             "|---|---|---|---|---|---|---|"]
+    lines += [f"| {r['processes']} | {r['threads_per_process']} | {r['method']} | {r['batch']} | {r['samples_per_s']:.0f} "
+              f"| {r['epoch_s']:.2f} | {r['speedup']:.2f} |" for r in rows]
+    return "\n".join(lines)
+
+
 def markdown(rows: list[dict]) -> str:
     def f(v, fmt):
         return "–" if v is None else format(v, fmt)
@@ -253,7 +303,10 @@ def main(argv: list[str] | None = None) -> list[dict]:
     p.add_argument("--no-probe", action="store_true")
     p.add_argument("--no-compile", action="store_true", help="CUDA: skip the torch.compile setting")
     p.add_argument("--json", default=None, help="also write the rows (and the machine) to this JSON file")
+    p.add_argument("--processes", default=None, metavar="1,2",
+                   help="instead of the method grid: time pretrain on 1 process vs W processes (torchrun), e.g. 1,2")
     p.add_argument("--_child-memory", default=None, help=argparse.SUPPRESS)
+    p.add_argument("--_child-pretrain", action="store_true", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -264,6 +317,16 @@ def main(argv: list[str] | None = None) -> list[dict]:
     bad = [m for m in args.methods if m not in METHODS]
     if bad:
         p.error(f"argument --methods: unknown {bad}; choose from {', '.join(METHODS)}")
+    if args._child_pretrain:
+        child_pretrain(args)
+        return []
+    if args.processes:
+        rows = bench_processes(args, [int(w) for w in args.processes.split(",")])
+        print(processes_markdown(rows))
+        if args.json:
+            with open(args.json, "w") as fh:
+                json.dump(dict(rows=rows, torch=torch.__version__, cpus=os.cpu_count()), fh, indent=1)
+        return rows
     if args.device in (None, "all"):
         devices = [torch.device("cpu")] + ([torch.device("cuda")] if torch.cuda.is_available() else [])
     else:
