@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from .evaluate import evaluate_encoder
-from .methods import build_method
+from .methods import METHODS, build_method
 from .models import SmallConvNet, TabularMLP
 from .train import History, pretrain
 
@@ -32,17 +32,14 @@ def small_encoder(input_shape: tuple[int, ...], width: int = 32) -> nn.Module:
 
 
 def small_method_kwargs(name: str, n_train: int) -> dict[str, Any]:
-    """Head and EMA settings for short CPU runs (hundreds of steps, not the paper's ~10^5).
+    """Head and EMA settings for short CPU runs: ``METHODS[name].settings("cpu", n_train)``.
 
-    m = 0.99 instead of 0.999: with 0.999 an EMA network barely moves in a few hundred steps.
-    The MoCo queue holds at most half the training set so that it is not mostly stale keys.
+    Projection 256-64, EMA momentum 0.99 instead of 0.999 (with 0.999 an EMA network barely moves
+    in a few hundred steps), a MoCo queue of at most half the training set.
     """
-    kwargs: dict[str, Any] = dict(proj_hidden=256, proj_dim=64)
-    if name == "moco":
-        kwargs.update(momentum=0.99, queue_size=max(64, min(4096, n_train // 2)))
-    if name == "byol":
-        kwargs.update(momentum=0.99, pred_hidden=256)
-    return kwargs
+    if name not in METHODS:
+        raise ValueError(f"method must be one of {sorted(METHODS)}, got {name!r}")
+    return METHODS[name].settings("cpu", n_train)
 
 
 @dataclass
@@ -96,7 +93,7 @@ def run(
     kwargs = small_method_kwargs(method, len(train))
     kwargs.update(method_kwargs or {})
     model = build_method(method, encoder, tau=tau, **kwargs)
-    labels = train.labels if method == "supnpair" else None
+    labels = train.labels if model.needs_labels else None
     tic = time.perf_counter()
     history = pretrain(model, train.inputs, augment if augment is not None else train.augment, epochs=epochs, batch_size=min(batch_size, len(train)),
                        alpha=alpha, labels=labels, seed=seed, device=device, progress=progress, **pretrain_kwargs)

@@ -39,10 +39,33 @@ def _frozen_copy(module: nn.Module) -> nn.Module:
     return twin
 
 
+METHODS: dict[str, type[ContrastiveMethod]] = {}
+
+
+def register(cls: type[ContrastiveMethod]) -> type[ContrastiveMethod]:
+    """Class decorator: the method becomes buildable by name (build_method, the CLI, reproduce, benchmarks)."""
+    METHODS[cls.name] = cls
+    return cls
+
+
 class ContrastiveMethod(nn.Module):
-    """Shared parts: ``encoder`` (kept for evaluation), ``projector``, temperature ``tau``."""
+    """Shared parts: ``encoder`` (kept for evaluation), ``projector``, temperature ``tau``.
+
+    A method's constructor defaults are the paper's settings; ``cpu_overrides`` holds what short
+    CPU runs (hundreds of steps, not ~10^5) change, see :meth:`settings`.
+    """
 
     name = "base"
+    needs_labels = False  # True: pretraining needs class labels (supervised contrastive)
+    views = 2  # augmented views per step (train_step draws this many)
+    cpu_overrides: dict[str, Any] = dict(proj_hidden=256, proj_dim=64)
+
+    @classmethod
+    def settings(cls, scale: str = "paper", n_train: int | None = None) -> dict[str, Any]:
+        """Keyword arguments for a scale: "paper" = the constructor's defaults, "cpu" = CPU-sized."""
+        if scale not in ("paper", "cpu"):
+            raise ValueError(f"scale must be 'paper' or 'cpu', got {scale!r}")
+        return dict(cls.cpu_overrides) if scale == "cpu" else {}
 
     def __init__(self, encoder: nn.Module, *, proj_hidden: int = 2048, proj_dim: int = 128, tau: float = 0.2):
         super().__init__()
@@ -88,6 +111,7 @@ def check_views(view1: torch.Tensor, view2: torch.Tensor) -> None:
         raise ValueError(f"view1 must be a batch (N, ...) with N >= 2 for contrast, got shape {tuple(view1.shape)}")
 
 
+@register
 class NPair(ContrastiveMethod):
     """N-pair / SimCLR-without-self-negatives (Eq. 5); i-Mix mixes the anchor view only (Eq. 6).
 
@@ -122,10 +146,12 @@ class NPair(ContrastiveMethod):
         return distributed.local_targets(None, n, device)
 
 
+@register
 class SupervisedNPair(NPair):
     """Supervised contrastive N-pair (Appendix A.2): v_ij = 1 where labels match, rows normalised."""
 
     name = "supnpair"
+    needs_labels = True
 
     def virtual_labels(self, n: int, labels: torch.Tensor | None, device: torch.device) -> torch.Tensor:
         if labels is None:
@@ -133,6 +159,7 @@ class SupervisedNPair(NPair):
         return losses.supervised_targets(labels, distributed.gather(labels))
 
 
+@register
 class SimCLR(ContrastiveMethod):
     """SimCLR's (2N-1)-way loss over both views (Eq. 4), i-Mix as in Appendix A.1.
 
@@ -167,7 +194,32 @@ class SimCLR(ContrastiveMethod):
                                   offset=offset, check=False)
 
 
-class MoCo(ContrastiveMethod):
+class MomentumMethod(ContrastiveMethod):
+    """Methods with an EMA twin of their online networks (MoCo's key encoder, BYOL's target).
+
+    Subclasses list (online, twin) module pairs in :meth:`momentum_pairs` (solo-learn's pattern);
+    after every optimiser step each twin moves towards its online module (Eq. 7).
+    """
+
+    cpu_overrides = dict(ContrastiveMethod.cpu_overrides, momentum=0.99)  # 0.999 barely moves in 100s of steps
+
+    def __init__(self, encoder: nn.Module, *, momentum: float = 0.999, **kwargs: Any):
+        super().__init__(encoder, **kwargs)
+        if not 0 <= momentum <= 1:
+            raise ValueError(f"momentum must lie in [0, 1], got {momentum}")
+        self.momentum = momentum
+
+    def momentum_pairs(self) -> list[tuple[nn.Module, nn.Module]]:
+        """(online, EMA twin) pairs; the twins get no gradients."""
+        raise NotImplementedError
+
+    def after_step(self) -> None:
+        for online, twin in self.momentum_pairs():
+            ema_update(twin, online, self.momentum)
+
+
+@register
+class MoCo(MomentumMethod):
     """MoCo v2 (Eq. 7-9): EMA key encoder, FIFO queue of K past keys, (N+K)-way loss.
 
     The plain method here also uses the (N+K)-way loss (in-batch keys are negatives too) so that
@@ -180,21 +232,27 @@ class MoCo(ContrastiveMethod):
 
     name = "moco"
 
-    def __init__(self, encoder: nn.Module, *, queue_size: int = 4096, momentum: float = 0.999,
-                 shuffle_bn: bool = False, **kwargs: Any):
+    def __init__(self, encoder: nn.Module, *, queue_size: int = 4096, shuffle_bn: bool = False, **kwargs: Any):
         super().__init__(encoder, **kwargs)
-        self.shuffle_bn = shuffle_bn
         if queue_size < 1:
             raise ValueError(f"queue_size must be >= 1, got {queue_size}")
-        if not 0 <= momentum <= 1:
-            raise ValueError(f"momentum must lie in [0, 1], got {momentum}")
-        self.momentum = momentum
+        self.shuffle_bn = shuffle_bn
         self.key_encoder = _frozen_copy(self.encoder)
         self.key_projector = _frozen_copy(self.projector)
         dim = self.projector[-1].out_features
         self.register_buffer("queue", F.normalize(torch.randn(queue_size, dim), dim=1))
         self.register_buffer("queue_ptr", torch.zeros((), dtype=torch.long))
-        self._pending_keys: torch.Tensor | None = None
+
+    @classmethod
+    def settings(cls, scale: str = "paper", n_train: int | None = None) -> dict[str, Any]:
+        """As the base; on CPU the queue holds at most half the training set, so it is not mostly stale keys."""
+        kwargs = super().settings(scale, n_train)
+        if scale == "cpu" and n_train is not None:
+            kwargs["queue_size"] = max(64, min(4096, n_train // 2))
+        return kwargs
+
+    def momentum_pairs(self) -> list[tuple[nn.Module, nn.Module]]:
+        return [(self.encoder, self.key_encoder), (self.projector, self.key_projector)]
 
     def forward(self, view1: torch.Tensor, view2: torch.Tensor, alpha: float | None = None, *,
                 generator: torch.Generator | None = None, labels: torch.Tensor | None = None,
@@ -204,8 +262,10 @@ class MoCo(ContrastiveMethod):
         targets = distributed.local_targets(None, view1.shape[0], view1.device)
         anchor, targets = self.anchors(view1, alpha, targets, generator, **mix_options)
         keys = self.keys(view2, generator)
-        self._pending_keys = keys
-        return losses.moco_loss(self.embed(anchor), keys, self.queue, targets, self.tau, check=False)
+        loss = losses.moco_loss(self.embed(anchor), keys, self.queue, targets, self.tau, check=False)
+        if self.training:  # as MoCo's own code: the step's clean keys replace the oldest (the loss holds a copy)
+            self.enqueue(keys)
+        return loss
 
     @torch.no_grad()
     def keys(self, view: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
@@ -227,15 +287,10 @@ class MoCo(ContrastiveMethod):
         self.queue[idx] = keys.to(self.queue.dtype)
         self.queue_ptr.copy_((self.queue_ptr + keys.shape[0]) % k)
 
-    def after_step(self) -> None:
-        ema_update(self.key_encoder, self.encoder, self.momentum)
-        ema_update(self.key_projector, self.projector, self.momentum)
-        if self._pending_keys is not None:
-            self.enqueue(self._pending_keys)
-            self._pending_keys = None
 
 
-class BYOL(ContrastiveMethod):
+@register
+class BYOL(MomentumMethod):
     """BYOL (Eq. 10-12): online encoder + projector + predictor, EMA target network.
 
     Not symmetrised, as in the paper (Sec. 4: "we do not symmetrize the BYOL loss"). With i-Mix
@@ -243,12 +298,10 @@ class BYOL(ContrastiveMethod):
     """
 
     name = "byol"
+    cpu_overrides = dict(MomentumMethod.cpu_overrides, pred_hidden=256)
 
-    def __init__(self, encoder, *, momentum: float = 0.999, pred_hidden: int = 512, **kwargs):
+    def __init__(self, encoder: nn.Module, *, pred_hidden: int = 512, **kwargs: Any):
         super().__init__(encoder, **kwargs)
-        if not 0 <= momentum <= 1:
-            raise ValueError(f"momentum must lie in [0, 1], got {momentum}")
-        self.momentum = momentum
         self.predictor = prediction_head(self.projector[-1].out_features, pred_hidden)
         self.target_encoder = _frozen_copy(self.encoder)
         self.target_projector = _frozen_copy(self.projector)
@@ -264,18 +317,18 @@ class BYOL(ContrastiveMethod):
         predictions = self.predictor(self.embed(anchor))
         return losses.byol_loss(predictions, target_embeddings, targets, check=False)
 
-    def after_step(self) -> None:
-        ema_update(self.target_encoder, self.encoder, self.momentum)
-        ema_update(self.target_projector, self.projector, self.momentum)
+    def momentum_pairs(self) -> list[tuple[nn.Module, nn.Module]]:
+        return [(self.encoder, self.target_encoder), (self.projector, self.target_projector)]
 
 
-METHODS: dict[str, type[ContrastiveMethod]] = {
-    cls.name: cls for cls in (NPair, SimCLR, MoCo, BYOL, SupervisedNPair)
-}
+def build_method(name: str, encoder: nn.Module, *, scale: str | None = None, n_train: int | None = None,
+                 **kwargs: Any) -> ContrastiveMethod:
+    """A method by name: ``build_method("moco", encoder, scale="cpu", n_train=1000, tau=0.2)``.
 
-
-def build_method(name: str, encoder: nn.Module, **kwargs: Any) -> ContrastiveMethod:
-    """``build_method("moco", encoder, queue_size=1024)``: a method by name (see ``METHODS``)."""
+    scale: None or "paper" = the constructor's (paper) defaults, "cpu" = :meth:`ContrastiveMethod.settings`
+    for short CPU runs (n_train sizes MoCo's queue); explicit keyword arguments win over both.
+    """
     if name not in METHODS:
         raise ValueError(f"method must be one of {sorted(METHODS)}, got {name!r}")
-    return METHODS[name](encoder, **kwargs)
+    cls = METHODS[name]
+    return cls(encoder, **{**cls.settings(scale or "paper", n_train), **kwargs})

@@ -22,7 +22,7 @@ from . import distributed
 from .config import pick_device
 from .data import DATASETS, load
 from .evaluate import evaluate_encoder
-from .experiment import small_encoder, small_method_kwargs
+from .experiment import small_encoder
 from .methods import METHODS, build_method
 from .models import cifar_resnet
 from .train import pretrain
@@ -70,17 +70,18 @@ def _method(args: argparse.Namespace, input_shape: tuple[int, ...], n_train: int
     if args.method not in METHODS:
         raise SystemExit(f"imix-teach pretrain: --method must be one of {', '.join(sorted(METHODS))}, got {args.method!r}")
     if args.encoder == "small":
-        encoder, kwargs = small_encoder(input_shape), small_method_kwargs(args.method, n_train)
+        encoder, scale = small_encoder(input_shape), "cpu"
     elif len(input_shape) != 3:
         raise SystemExit(f"imix-teach pretrain: --encoder {args.encoder} needs images or spectrograms (C, H, W); "
                          f"{args.dataset} rows have shape {input_shape}: use --encoder small")
     else:
-        encoder, kwargs = cifar_resnet(int(args.encoder.removeprefix("resnet")), input_shape[0]), {}
+        encoder, scale = cifar_resnet(int(args.encoder.removeprefix("resnet")), input_shape[0]), "paper"
+    kwargs: dict[str, Any] = {}
     if args.shuffle_bn:
         if args.method != "moco":
             raise SystemExit("imix-teach pretrain: --shuffle-bn applies to --method moco only")
         kwargs["shuffle_bn"] = True
-    return build_method(args.method, encoder, tau=args.tau, **kwargs)
+    return build_method(args.method, encoder, scale=scale, n_train=n_train, tau=args.tau, **kwargs)
 
 
 def write_json(path: Path, obj: Any) -> None:
@@ -107,7 +108,7 @@ def run(args: argparse.Namespace) -> int:
                            batch_size=min(args.batch_size, len(train)), alpha=args.alpha, lr=args.lr, seed=args.seed,
                            amp=args.amp, compile=args.compile, sync_bn=not args.no_sync_bn, device=ctx.device,
                            checkpoint=out / "checkpoint.pt", resume=not args.no_resume,
-                           labels=train.labels if args.method == "supnpair" else None,
+                           labels=train.labels if method.needs_labels else None,
                            progress=not args.no_progress)
         if not ctx.is_main:
             return 0

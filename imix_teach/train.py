@@ -238,8 +238,9 @@ def _validate(inputs: Any, labels: Any, *, epochs: int, batch_size: int, alpha: 
         raise ValueError(f"alpha must be a finite number > 0 (or None for no i-Mix), got {alpha!r}")
     if lr is not None and not (isinstance(lr, (int, float)) and 0 < lr < math.inf):
         raise ValueError(f"lr must be a finite number > 0 (or None for 0.125 * batch_size / 256), got {lr!r}")
-    if warmup_epochs is not None and (not isinstance(warmup_epochs, int) or not 0 <= warmup_epochs <= epochs):
-        raise ValueError(f"warmup_epochs must be an integer in [0, epochs={epochs}] (or None), got {warmup_epochs!r}")
+    if warmup_epochs is not None and (isinstance(warmup_epochs, bool) or not isinstance(warmup_epochs, int)
+                                      or warmup_epochs < 0):
+        raise ValueError(f"warmup_epochs must be an integer >= 0 (or None for min(10, epochs // 10)), got {warmup_epochs!r}")
     if labels is not None and (not torch.is_tensor(labels) or tuple(labels.shape) != (n,)):
         shape = tuple(labels.shape) if torch.is_tensor(labels) else type(labels).__name__
         raise ValueError(f"labels must be a tensor of shape ({n},) to match inputs, got {shape}")

@@ -39,15 +39,22 @@ def test_moco_queue_is_fifo_and_wraps():
     assert int(method.queue_ptr) == 1
 
 
-def test_moco_after_step_enqueues_the_clean_keys_of_the_step():
+def test_moco_step_enqueues_its_clean_keys_after_using_the_old_queue():
     method = MoCo(_encoder(), queue_size=16, proj_hidden=16, proj_dim=8, momentum=0.9)
     a, b = torch.randn(4, 6), torch.randn(4, 6)
-    method(a, b, alpha=1.0, generator=torch.Generator().manual_seed(0))
+    old_queue = method.queue.clone()
+    loss = method(a, b, alpha=None)
     with torch.no_grad():
         keys = F.normalize(method.key_projector(method.key_encoder(b)), dim=1)
-    method.after_step()
+    from imix_teach.losses import moco_loss
+
+    assert loss.item() == pytest.approx(moco_loss(method.embed(a), keys, old_queue, tau=method.tau).item(), rel=1e-6)
     assert torch.allclose(method.queue[:4], keys, atol=1e-6)
     assert int(method.queue_ptr) == 4
+    loss.backward()  # the in-place enqueue did not break the graph
+    method.eval()
+    method(a, b)
+    assert int(method.queue_ptr) == 4  # evaluation does not enqueue
 
 
 @pytest.mark.parametrize("cls", [MoCo, BYOL])
@@ -117,3 +124,21 @@ def test_bad_method_arguments_are_named():
         NPair(torch.nn.Linear(3, 3))
     with pytest.raises(ValueError, match="labels"):
         build_method("supnpair", _encoder())(torch.randn(4, 6), torch.randn(4, 6))
+
+
+def test_a_registered_method_is_buildable_by_name_with_its_cpu_settings():
+    from imix_teach.methods import ContrastiveMethod, register
+
+    @register
+    class Toy(NPair):
+        name = "toy-npair"
+        cpu_overrides = dict(proj_hidden=8, proj_dim=4)
+
+    try:
+        method = build_method("toy-npair", _encoder(), scale="cpu")
+        assert isinstance(method, ContrastiveMethod) and method.projector[-1].out_features == 4
+    finally:
+        METHODS.pop("toy-npair")
+    moco = build_method("moco", _encoder(), scale="cpu", n_train=300, proj_dim=8)
+    assert moco.queue.shape == (150, 8) and moco.momentum == 0.99  # explicit arguments win, queue from n_train
+    assert build_method("moco", _encoder()).momentum == 0.999  # paper scale: the constructor's defaults

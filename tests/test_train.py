@@ -98,3 +98,33 @@ def test_gpu_paths_run_on_cpu_too():
         method = build_method("byol", SmallConvNet(1, 8), proj_hidden=16, proj_dim=8)
         h = pretrain(method, images, _noise, epochs=1, batch_size=16, alpha=1.0, progress=False, **options)
         assert all(math.isfinite(v) for v in h.loss)
+
+
+@pytest.mark.parametrize("bad, match", [
+    (dict(inputs=DATA.tolist()), "inputs must be a torch.Tensor"),
+    (dict(log_every=0), "log_every must be an integer >= 1"),
+    (dict(warmup_epochs=-1), "warmup_epochs must be an integer >= 0"),
+    (dict(epochs=0), "epochs must be an integer >= 1"),
+    (dict(lr=float("nan")), "lr must be a finite number > 0"),
+    (dict(labels=[0] * 64), "labels must be a tensor of shape"),
+])
+def test_wrong_types_and_values_name_the_argument(bad, match):
+    kwargs = dict(inputs=DATA, epochs=1, batch_size=16, progress=False)
+    kwargs.update(bad)
+    with pytest.raises((TypeError, ValueError), match=match):
+        pretrain(_method("npair"), kwargs.pop("inputs"), _noise, **kwargs)
+
+
+def test_train_step_is_one_sgd_step_with_the_schedule_and_ema():
+    from imix_teach.train import StepOptions, train_step
+
+    method = _method("moco")
+    opt = torch.optim.SGD([p for p in method.parameters() if p.requires_grad], lr=0.1)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 0.5 ** s)
+    before = [p.detach().clone() for p in method.key_encoder.parameters()]
+    loss = train_step(method, DATA[:16], _noise, opt, torch.Generator().manual_seed(0), StepOptions(alpha=1.0),
+                      scheduler=sched)
+    assert loss.dim() == 0 and not loss.requires_grad
+    assert opt.param_groups[0]["lr"] == pytest.approx(0.05)  # the scheduler stepped once
+    assert int(method.queue_ptr) == 16  # the step's keys were enqueued
+    assert any(not torch.equal(b, p) for b, p in zip(before, method.key_encoder.parameters()))  # EMA moved
