@@ -9,6 +9,7 @@ Mixing partners j come from ``randperm(N)`` (self-pairs allowed, as in the autho
 """
 from __future__ import annotations
 
+import numbers
 from typing import NamedTuple
 
 import torch
@@ -32,20 +33,18 @@ def sample_lambda(
     mixing); alpha = 1 is uniform; large alpha concentrates lam around 0.5.
     """
     _checks.positive("alpha", alpha)
-    if n is not None and (int(n) != n or n < 1):
+    if n is not None and (isinstance(n, bool) or not isinstance(n, numbers.Integral) or n < 1):
         raise ValueError(f"n must be a positive int or None, got {n!r}")
     shape = () if n is None else (int(n),)
-    concentration = torch.full(shape, float(alpha))
-    beta = torch.distributions.Beta(concentration, concentration)
-    if generator is None:
-        lam = beta.sample()
-    else:
-        # torch's Beta sampler takes no generator: draw a seed from ours and sample inside a
-        # forked RNG, so results follow `generator` and the global RNG is left untouched.
-        seed = int(torch.randint(0, 2**62, (1,), generator=generator, device=generator.device))
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
-            lam = beta.sample()
+    # lam = G1 / (G1 + G2) with G ~ Gamma(alpha) is Beta(alpha, alpha). For small alpha, G itself
+    # underflows to 0 (torch's Beta then returns 0/0 -> 0.5, maximal mixing), so work with log G:
+    # G(a) = G(a + 1) * U^(1/a)  =>  log G(a) = log G(a + 1) + log(U) / a, and lam = sigmoid(log G1 - log G2).
+    dev = generator.device if generator is not None else torch.device("cpu")
+    dtype = torch.float64 if dev.type == "cpu" else torch.float32
+    conc = torch.full((2, *shape), float(alpha) + 1.0, dtype=dtype, device=dev)
+    log_u = torch.rand((2, *shape), dtype=dtype, device=dev, generator=generator).clamp_min(torch.finfo(dtype).tiny).log()
+    log_g = torch._standard_gamma(conc, generator=generator).log() + log_u / float(alpha)
+    lam = torch.sigmoid(log_g[0] - log_g[1]).float()
     return lam if device is None else lam.to(device)
 
 
