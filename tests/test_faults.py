@@ -168,3 +168,125 @@ def _tiny(epochs: int = 1) -> rp.Preset:
                           train_options=dict(per_class=6), test_options=dict(per_class=4), probe_epochs=3,
                           method_kwargs={m: dict(proj_hidden=16, proj_dim=8) for m in rp.METHOD_CHOICES})
     return rp.Preset("tiny", (spec,), "fault test preset")
+
+
+# ----------------------------------------------------------------------------- downloads and data files
+class _Server:
+    """A local HTTP server: serves ``files[path]``; with ``cut`` it announces every file whole but
+    sends only that many bytes, then drops the connection (a lost connection mid-download)."""
+
+    def __init__(self) -> None:
+        import http.server
+        import threading
+
+        self.files: dict[str, bytes] = {}
+        self.cut: int | None = None
+        server = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self) -> None:  # noqa: N802 (http.server's name)
+                body = server.files[self.path]
+                self.send_response(200)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body if server.cut is None else body[: server.cut])
+
+            do_HEAD = do_GET
+
+            def log_message(self, *args) -> None:
+                pass
+
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+
+
+@pytest.fixture()
+def server():
+    s = _Server()
+    yield s
+    s.httpd.shutdown()
+
+
+def _gzip_csv(rows: int = 200) -> bytes:
+    import gzip
+
+    return gzip.compress("".join(f"{i},{i % 7 + 1}\n" for i in range(rows)).encode(), mtime=0)
+
+
+def _tar_gz() -> bytes:
+    import io
+    import tarfile
+
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz") as tar:
+        data = os.urandom(50_000)  # incompressible, so a cut lands inside the member
+        info = tarfile.TarInfo("repo/recordings/0_x_0.wav")
+        info.size = len(data)
+        tar.addfile(info, io.BytesIO(data))
+    return buf.getvalue()
+
+
+@pytest.mark.parametrize("name, make", [("data.csv.gz", _gzip_csv), ("archive.tar.gz", _tar_gz)])
+def test_a_cut_or_damaged_download_is_never_promoted(tmp_path, server, name, make):
+    from imix_teach.data.base import fetch, make_source
+
+    src = make_source("demo", tmp_path, True)
+    body = make()
+    server.files["/" + name] = body
+    dest = tmp_path / name
+    for cut in (len(body) // 2, len(body) - 5):  # lost connection: urllib sees a short read
+        server.cut = cut
+        with pytest.raises(FileNotFoundError, match=f"{name}.*downloading it failed"):
+            fetch(src, f"{server.url}/{name}", dest, name)
+        assert list(tmp_path.iterdir()) == [], "neither the file nor a partial one is left"
+    server.cut = None
+    damaged = bytearray(body)
+    damaged[len(body) // 2] ^= 0xFF  # the server sends every byte, but one of them is wrong
+    server.files["/" + name] = bytes(damaged)
+    with pytest.raises(FileNotFoundError, match="not a complete archive"):
+        fetch(src, f"{server.url}/{name}", dest, name)
+    assert list(tmp_path.iterdir()) == []
+    server.files["/" + name] = body
+    assert fetch(src, f"{server.url}/{name}", dest, name, size=len(body)).read_bytes() == body
+    assert [p.name for p in tmp_path.iterdir()] == [name]
+
+
+def test_size_and_checksum_mismatches_are_named(tmp_path, server):
+    import hashlib
+
+    from imix_teach.data.base import fetch, make_source
+
+    src, body = make_source("demo", tmp_path, True), _gzip_csv()
+    server.files["/a.gz"] = body
+    with pytest.raises(FileNotFoundError, match="expected 9"):
+        fetch(src, f"{server.url}/a.gz", tmp_path / "a.gz", "a.gz", size=9)
+    with pytest.raises(FileNotFoundError, match="sha256 is not the published"):
+        fetch(src, f"{server.url}/a.gz", tmp_path / "a.gz", "a.gz", sha256="0" * 64)
+    good = hashlib.sha256(body).hexdigest()
+    assert fetch(src, f"{server.url}/a.gz", tmp_path / "a.gz", "a.gz", sha256=good).is_file()
+
+
+def test_ctrl_c_during_a_download_leaves_nothing_that_looks_complete(tmp_path, monkeypatch):
+    import torchvision.datasets.utils as tv
+
+    from imix_teach.data.base import fetch, make_source
+
+    def interrupted(url, root, filename, md5=None):
+        Path(root, filename).write_bytes(_gzip_csv()[:100])
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(tv, "download_url", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        fetch(make_source("demo", tmp_path, True), "http://example.invalid/a.gz", tmp_path / "a.gz", "a.gz")
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("content", [b"", b"\x1f\x8b\x08\x00 cut", b"not gzip at all\n"])
+def test_a_broken_covtype_file_names_itself(tmp_path, content):
+    from imix_teach.data import load
+
+    (tmp_path / "covtype").mkdir()
+    (tmp_path / "covtype" / "covtype.data.gz").write_bytes(content)
+    with pytest.raises((ValueError, RuntimeError), match=r"covtype\.data\.gz.*(delete it|malformed)"):
+        load("covtype", root=tmp_path, download=False)
