@@ -49,6 +49,9 @@ def sample_lambda(
 
 
 def _check_lam_perm(lam: Lam, perm: torch.Tensor, n: int) -> torch.Tensor:
+    if isinstance(lam, bool) or not (torch.is_tensor(lam) or isinstance(lam, numbers.Real)):
+        raise TypeError(f"lam must be a number or a tensor of shape () or ({n},), got {type(lam).__name__}")
+    _checks.tensor("perm", perm)
     lam_t = torch.as_tensor(lam, dtype=torch.float32)
     if lam_t.dim() > 1 or (lam_t.dim() == 1 and lam_t.shape[0] != n):
         raise ValueError(f"lam must be a scalar or shape ({n},), got shape {tuple(lam_t.shape)}")
@@ -56,7 +59,7 @@ def _check_lam_perm(lam: Lam, perm: torch.Tensor, n: int) -> torch.Tensor:
         raise ValueError("lam must lie in [0, 1]")
     if perm.dim() != 1 or perm.shape[0] != n:
         raise ValueError(f"perm must have shape ({n},), got {tuple(perm.shape)}")
-    if perm.is_floating_point() or bool(((perm < 0) | (perm >= n)).any()):
+    if perm.is_floating_point() or perm.dtype == torch.bool or bool(((perm < 0) | (perm >= n)).any()):
         raise ValueError(f"perm must hold integer indices in [0, {n}), e.g. torch.randperm({n})")
     return lam_t
 
@@ -98,9 +101,12 @@ def mix_targets(
     ``num_classes``. Returns (N, C); each row stays on the simplex because it is a convex
     combination of two simplex rows.
     """
+    _checks.tensor("targets", targets)
     if targets.dim() == 1 and not targets.is_floating_point():
         if num_classes is None:
             raise ValueError("targets are class ids: pass num_classes to one-hot encode them")
+        if check:
+            _checks.class_ids("targets", targets, num_classes)
         targets = torch.nn.functional.one_hot(targets, num_classes).float()
     if check:
         _checks.ndim("targets", targets, 2)
@@ -122,6 +128,7 @@ def cutmix(
     true share of ``x`` is recomputed from the clipped box: returns (mixed x, lam_used) with
     lam_used shaped like ``lam`` (one box per batch for a scalar lam, one per sample for (N,)).
     """
+    _checks.tensor("x", x)
     if x.dim() != 4:
         raise ValueError(f"x must be (N, C, H, W) for cutmix, got shape {tuple(x.shape)}")
     n, _, h, w = x.shape
@@ -153,6 +160,9 @@ def inputmix(x: torch.Tensor, *, generator: torch.Generator | None = None) -> to
     principal input keeps at least half the weight and stays the one its label describes.
     Used together with i-Mix when no domain augmentation exists (Table 3).
     """
+    _checks.tensor("x", x)
+    if x.dim() < 1 or x.shape[0] < 1:
+        raise ValueError(f"x must be a non-empty batch (N, ...), got shape {tuple(x.shape)}")
     n = x.shape[0]
     dev = generator.device if generator is not None else x.device
     # Dirichlet(1,1,1) = normalised Exp(1) draws; -log(U) keeps it on `generator`.
@@ -183,6 +193,7 @@ def imix(
     per_sample: bool = False,
     max_lam: bool = False,
     generator: torch.Generator | None = None,
+    check: bool = True,
 ) -> Mixed:
     """Mix a batch and its virtual labels in one call (Algorithm 1, lines 2-3).
 
