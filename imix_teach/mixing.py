@@ -200,11 +200,24 @@ def imix(
     x: (N, ...) anchor views. targets: (N, C) label rows to mix; None = virtual labels eye(N).
     mode: "mixup" or "cutmix". per_sample: one lam per sample (authors' code) instead of one per
     batch (paper). max_lam: use max(lam, 1 - lam) so the first input dominates (authors' code).
+    check: also check values (finite x, targets rows on the simplex); this syncs a GPU, so a
+    training step passes False after the shape checks of :func:`imix_teach._checks.views`.
     """
     if mode not in ("mixup", "cutmix"):
         raise ValueError(f"mode must be 'mixup' or 'cutmix', got {mode!r}")
+    _checks.tensor("x", x)
+    if x.dim() < 1:
+        raise ValueError("x must have a batch dimension (N, ...), got a 0-d tensor")
     n = x.shape[0]
     _checks.batch_size("x", n)
+    if targets is not None:
+        _checks.tensor("targets", targets, floating=True)
+        if targets.dim() != 2 or targets.shape[0] != n:
+            raise ValueError(f"targets must be (N, C) = ({n}, C) label rows, got shape {tuple(targets.shape)}")
+    if check:
+        _checks.finite("x", x)
+        if targets is not None:
+            _checks.simplex_rows("targets", targets, tuple(targets.shape))
     lam = sample_lambda(alpha, n if per_sample else None, generator=generator)
     if max_lam:
         lam = torch.maximum(lam, 1 - lam)

@@ -209,8 +209,22 @@ def load(
     unknown = sorted(set(options) - set(info.options))
     if unknown:
         raise ValueError(f"unknown option(s) {unknown} for {key!r}; valid options: {sorted(info.options)}")
+    for option, value in options.items():
+        _check_option_type(option, value, info.options[option])
     opts = {**info.options, **options}
+    if "seed" in opts:
+        check_int("seed", opts["seed"], 0)
     return info.loader(make_source(key, root, download), split, **opts)
+
+
+def _check_option_type(option: str, value: Any, default: Any) -> None:
+    """An option takes the type of its default (an int for 16, a number for 0.2, a str for "numeric")."""
+    for kind, allowed, label in ((str, str, "a str"), (int, int, "an int"), (float, (int, float), "a number")):
+        if isinstance(default, kind) and not isinstance(default, bool):
+            if isinstance(value, bool) or not isinstance(value, allowed):
+                raise TypeError(f"{option} must be {label} like its default {default!r}, got {type(value).__name__} "
+                                f"{value!r}")
+            return
 
 
 # ----------------------------------------------------------------------------- helpers for loaders
