@@ -1,29 +1,45 @@
-"""Argument checks shared by the public functions: each raises ``ValueError`` naming the argument.
+"""Argument checks shared by the public functions: each raises an error naming the argument.
 
-They are cheap on CPU. ``isfinite(...).all()`` forces a device sync on CUDA, so the methods' hot
-path calls the losses with ``check=False`` and relies on the training loop's finite-loss check.
+Wrong types raise ``TypeError``, wrong values ``ValueError``. The type and shape checks read only
+tensor metadata, so they cost nothing on any device. The value checks (``finite``,
+``simplex_rows``) are cheap on CPU, but ``isfinite(...).all()`` forces a device sync on CUDA, so
+the methods' hot path calls the losses and mixing with ``check=False`` after :func:`views`, and
+relies on the training loop's finite-loss check.
 """
 from __future__ import annotations
+
+import numbers
+from typing import Any
 
 import torch
 
 
 def positive(name: str, value: float) -> None:
+    if isinstance(value, bool) or not (isinstance(value, numbers.Real) or torch.is_tensor(value) and value.numel() == 1):
+        raise TypeError(f"{name} must be a number, got {type(value).__name__}")
     value = float(value)
     if not (0 < value < float("inf")):  # also rejects NaN
         raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
 
 
-def finite(name: str, tensor: torch.Tensor) -> None:
-    if not torch.is_tensor(tensor):
-        raise ValueError(f"{name} must be a torch.Tensor, got {type(tensor).__name__}")
-    if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+def tensor(name: str, value: Any, *, floating: bool = False) -> None:
+    """``value`` must be a torch.Tensor (of a floating-point dtype when ``floating``)."""
+    if not torch.is_tensor(value):
+        raise TypeError(f"{name} must be a torch.Tensor, got {type(value).__name__}; convert it with torch.as_tensor")
+    if floating and not value.is_floating_point():
+        raise TypeError(f"{name} must be a floating-point tensor, got dtype {value.dtype}; convert it with .float()")
+
+
+def finite(name: str, value: torch.Tensor) -> None:
+    tensor(name, value)
+    if value.is_floating_point() and not bool(torch.isfinite(value).all()):
         raise ValueError(f"{name} contains NaN or inf values; check the inputs or lower the learning rate")
 
 
-def ndim(name: str, tensor: torch.Tensor, expected: int) -> None:
-    if tensor.dim() != expected:
-        raise ValueError(f"{name} must be {expected}-D, got shape {tuple(tensor.shape)}")
+def ndim(name: str, value: torch.Tensor, expected: int) -> None:
+    tensor(name, value)
+    if value.dim() != expected:
+        raise ValueError(f"{name} must be {expected}-D, got shape {tuple(value.shape)}")
 
 
 def batch_size(name: str, n: int, minimum: int = 2) -> None:
@@ -33,8 +49,35 @@ def batch_size(name: str, n: int, minimum: int = 2) -> None:
         )
 
 
+def embeddings(name: str, value: torch.Tensor) -> None:
+    """A floating-point (N, D) tensor with D >= 1. Metadata only."""
+    tensor(name, value, floating=True)
+    if value.dim() != 2 or value.shape[1] < 1:
+        raise ValueError(f"{name} must be (N, D) embeddings with D >= 1, got shape {tuple(value.shape)}")
+
+
+def views(view1: torch.Tensor, view2: torch.Tensor, minimum: int = 2) -> None:
+    """The two views a method's ``forward`` gets: floating (N, ...) tensors of one shape, N >= ``minimum``.
+
+    Row i of view2 is the second view of the instance in row i of view1, so any difference in
+    shape is a bug (a MoCo step with 4 and 3 rows would silently pair a query with a queue entry).
+    Metadata only: no device sync, fine on the hot path.
+    """
+    tensor("view1", view1, floating=True)
+    tensor("view2", view2, floating=True)
+    if view1.dim() < 2:
+        raise ValueError(f"view1 must be a batch (N, ...) of samples, got shape {tuple(view1.shape)}")
+    if view1.shape != view2.shape:
+        raise ValueError(
+            f"view1 and view2 must have the same shape (two views of the same N samples), got "
+            f"{tuple(view1.shape)} and {tuple(view2.shape)}"
+        )
+    batch_size("view1", view1.shape[0], minimum)
+
+
 def simplex_rows(name: str, targets: torch.Tensor, shape: tuple[int, int]) -> None:
     """Targets must be (N, C) with non-negative rows summing to 1."""
+    tensor(name, targets, floating=True)
     finite(name, targets)
     if tuple(targets.shape) != tuple(shape):
         raise ValueError(f"{name} must have shape {tuple(shape)}, got {tuple(targets.shape)}")
@@ -47,3 +90,15 @@ def simplex_rows(name: str, targets: torch.Tensor, shape: tuple[int, int]) -> No
             f"{name} rows must sum to 1 (row {bad} sums to {float(sums[bad]):.4f}); "
             "normalise each row, e.g. targets / targets.sum(1, keepdim=True)"
         )
+
+
+def class_ids(name: str, ids: torch.Tensor, num_classes: int) -> None:
+    """(N,) integer class ids in [0, num_classes)."""
+    tensor(name, ids)
+    if ids.is_floating_point() or ids.dtype == torch.bool or ids.dim() != 1:
+        raise ValueError(f"{name} as class ids must be an integer tensor of shape (N,), got {ids.dtype} "
+                         f"{tuple(ids.shape)}")
+    if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
+        raise ValueError(f"num_classes must be a positive int, got {num_classes!r}")
+    if ids.numel() and bool(((ids < 0) | (ids >= num_classes)).any()):
+        raise ValueError(f"{name} class ids must lie in [0, {num_classes}), got {int(ids.min())}..{int(ids.max())}")

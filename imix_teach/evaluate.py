@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from . import _checks
 from .config import pick_device
 
 
@@ -28,6 +29,10 @@ def extract_features(
     device: str | torch.device | None = None,
 ) -> torch.Tensor:
     """Encode ``inputs`` (N, ...) with ``transform`` applied per batch; returns (N, D) float32 on CPU."""
+    _checks.tensor("inputs", inputs)
+    _check_count("batch_size", batch_size)
+    if inputs.dim() < 1 or inputs.shape[0] == 0:
+        raise ValueError(f"inputs must be a non-empty batch (N, ...), got shape {tuple(inputs.shape)}")
     device = pick_device(device) if device is not None else next(encoder.parameters()).device
     was_training = encoder.training
     encoder.eval()
@@ -45,14 +50,27 @@ def extract_features(
 
 def _check_split(train_x, train_y, test_x, test_y) -> None:
     for name, x, y in (("train", train_x, train_y), ("test", test_x, test_y)):
+        _checks.tensor(f"{name}_x", x, floating=True)
+        _checks.tensor(f"{name}_y", y)
         if x.dim() != 2 or y.dim() != 1 or x.shape[0] != y.shape[0]:
             raise ValueError(
                 f"{name}_x must be (N, D) and {name}_y (N,), got {tuple(x.shape)} and {tuple(y.shape)}"
             )
+        if x.shape[0] == 0:
+            raise ValueError(f"{name}_x is empty: evaluation needs at least one {name} example")
+        if y.is_floating_point() or y.dtype == torch.bool or bool((y < 0).any()):
+            raise ValueError(f"{name}_y must hold integer class ids >= 0, got dtype {y.dtype}, min {y.min().item()}")
         if not bool(torch.isfinite(x).all()):
             raise ValueError(f"{name}_x contains NaN or inf (did pretraining diverge?)")
     if train_x.shape[1] != test_x.shape[1]:
         raise ValueError(f"train_x and test_x must share the feature size, got {train_x.shape[1]} and {test_x.shape[1]}")
+
+
+def _check_count(name: str, value: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name} must be an int >= 1, got {type(value).__name__} {value!r}")
+    if value < 1:
+        raise ValueError(f"{name} must be an int >= 1, got {value!r}")
 
 
 @dataclass
@@ -108,6 +126,15 @@ def linear_probe(
     ``val_fraction`` of the training set, then the layer is retrained on all training features.
     """
     _check_split(train_x, train_y, test_x, test_y)
+    _check_count("epochs", epochs)
+    _check_count("batch_size", batch_size)
+    if isinstance(lrs, (str, bytes)) or not isinstance(lrs, Sequence) or not lrs:
+        raise ValueError(f"lrs must be a non-empty sequence of learning rates, e.g. (0.01, 0.1, 1.0), got {lrs!r}")
+    for lr in lrs:
+        _checks.positive("lrs entries", lr)
+    if len(lrs) > 1 and (not 0 < val_fraction < 1 or train_x.shape[0] < 2):
+        raise ValueError(f"choosing among lrs needs val_fraction in (0, 1) and >= 2 training rows, got "
+                         f"val_fraction={val_fraction!r} with {train_x.shape[0]} rows; or pass a single lr")
     device = pick_device(device)
     mean, std = train_x.mean(0), train_x.std(0).clamp_min(1e-6)
     train_x, test_x = (train_x - mean) / std, (test_x - mean) / std
@@ -139,8 +166,9 @@ def knn_accuracy(
 ) -> float:
     """Weighted kNN on cosine similarity: each of the k nearest training points votes exp(s/T) for its class."""
     _check_split(train_x, train_y, test_x, test_y)
-    if k < 1 or not temperature > 0:
-        raise ValueError(f"k must be >= 1 and temperature > 0, got k={k}, temperature={temperature}")
+    _check_count("k", k)
+    _check_count("batch_size", batch_size)
+    _checks.positive("temperature", temperature)
     k = min(k, train_x.shape[0])
     num_classes = int(max(train_y.max(), test_y.max())) + 1
     bank = F.normalize(train_x.float(), dim=1)
@@ -182,6 +210,8 @@ def evaluate_encoder(
     evaluate: any of "linear" (paper's probe; also returns "train_accuracy"), "knn",
     "least_squares" (Higgs protocol). Returns fractions in [0, 1].
     """
+    if isinstance(evaluate, str):
+        raise TypeError(f"evaluate must be a sequence of names, e.g. ({evaluate!r},), got the string {evaluate!r}")
     unknown = set(evaluate) - {"linear", "knn", "least_squares"}
     if unknown:
         raise ValueError(f"evaluate must name 'linear', 'knn' or 'least_squares', got {sorted(unknown)}")

@@ -21,21 +21,35 @@ def soft_cross_entropy(logits: torch.Tensor, targets: torch.Tensor, *, check: bo
     logits: (N, C). targets: (N, C) probability rows, or (N,) integer class ids.
     """
     if check:
-        _checks.ndim("logits", logits, 2)
+        _checks.embeddings("logits", logits)
+        _checks.batch_size("logits", logits.shape[0], 1)
         _checks.finite("logits", logits)
+        _checks.tensor("targets", targets)
         if targets.dim() == 1:
-            if targets.is_floating_point() or targets.shape[0] != logits.shape[0]:
-                raise ValueError(
-                    f"targets as class ids must be an integer tensor of shape ({logits.shape[0]},), "
-                    f"got {targets.dtype} {tuple(targets.shape)}"
-                )
-            if bool(((targets < 0) | (targets >= logits.shape[1])).any()):
-                raise ValueError(f"targets class ids must lie in [0, {logits.shape[1]})")
+            _checks.class_ids("targets", targets, logits.shape[1])
+            if targets.shape[0] != logits.shape[0]:
+                raise ValueError(f"targets must have shape ({logits.shape[0]},) to match logits, got {tuple(targets.shape)}")
         else:
             _checks.simplex_rows("targets", targets, tuple(logits.shape))
     if targets.dim() == 1:
         return F.cross_entropy(logits, targets)
     return -(targets * F.log_softmax(logits, dim=1)).sum(dim=1).mean()
+
+
+def unit(x: torch.Tensor) -> torch.Tensor:
+    """Rows of x (N, D) scaled to unit L2 norm, without overflow or underflow.
+
+    Dividing by the row's largest |entry| first keeps the squares in range (1e20 or fp16 300
+    would overflow to inf and give 0 vectors; 1e-30 would fall under F.normalize's eps). A zero
+    row stays zero.
+    """
+    scale = x.detach().abs().amax(dim=1, keepdim=True).clamp_min(torch.finfo(x.dtype).tiny)
+    return F.normalize(x / scale, dim=1)
+
+
+def _over_tau(cosines: torch.Tensor, tau: float) -> torch.Tensor:
+    """cos / tau in at least float32: in fp16 (AMP) a small tau overflows past 65504 to inf, then NaN."""
+    return cosines.to(torch.promote_types(cosines.dtype, torch.float32)) / tau
 
 
 def _pair_inputs(
@@ -44,8 +58,8 @@ def _pair_inputs(
 ) -> None:
     """a: (N, D); b: (N, D), or (M, D) with M >= N when ``more_rows`` (gathered across processes)."""
     _checks.positive("tau", tau)
-    _checks.ndim(name_a, a, 2)
-    _checks.ndim(name_b, b, 2)
+    _checks.embeddings(name_a, a)
+    _checks.embeddings(name_b, b)
     _checks.finite(name_a, a)
     _checks.finite(name_b, b)
     _checks.batch_size(name_a, a.shape[0], min_batch)
@@ -87,7 +101,7 @@ def npair_loss(
     if check:
         _pair_inputs("anchors", anchors, "positives", positives, tau, more_rows=True)
         _contrast_targets("positives", targets, anchors.shape[0], positives.shape[0])
-    logits = F.normalize(anchors, dim=1) @ F.normalize(positives, dim=1).T / tau
+    logits = _over_tau(unit(anchors) @ unit(positives).T, tau)
     if targets is None:
         targets = torch.arange(anchors.shape[0], device=anchors.device)
     return soft_cross_entropy(logits, targets, check=False)
@@ -113,7 +127,7 @@ def moco_loss(
     """
     if check:
         _pair_inputs("queries", queries, "keys", keys, tau, more_rows=True)
-        _checks.ndim("queue", queue, 2)
+        _checks.embeddings("queue", queue)
         _checks.finite("queue", queue)
         if queue.shape[1] != queries.shape[1]:
             raise ValueError(
@@ -121,8 +135,8 @@ def moco_loss(
             )
         _contrast_targets("keys", targets, queries.shape[0], keys.shape[0])
     n = queries.shape[0]
-    candidates = torch.cat([F.normalize(keys.detach(), dim=1), F.normalize(queue.detach(), dim=1)])
-    logits = F.normalize(queries, dim=1) @ candidates.T / tau  # (N, M + K)
+    candidates = torch.cat([unit(keys.detach()), unit(queue.detach())])
+    logits = _over_tau(unit(queries) @ candidates.T, tau)  # (N, M + K)
     if targets is None:
         return F.cross_entropy(logits, torch.arange(n, device=queries.device))
     return soft_cross_entropy(logits, F.pad(targets, (0, queue.shape[0])), check=False)
@@ -147,8 +161,8 @@ def byol_loss(
         _pair_inputs("predictions", predictions, "target_embeddings", target_embeddings, tau=1.0, min_batch=1)
         if targets is not None:
             _checks.simplex_rows("targets", targets, (predictions.shape[0], predictions.shape[0]))
-    p = F.normalize(predictions, dim=1)
-    f = F.normalize(target_embeddings.detach(), dim=1)
+    p = unit(predictions)
+    f = unit(target_embeddings.detach())
     if targets is None:
         return (2 - 2 * (p * f).sum(dim=1)).mean()
     return (targets * (2 - 2 * p @ f.T)).sum(dim=1).mean()
@@ -182,15 +196,16 @@ def simclr_loss(
     own = torch.arange(m, device=anchors.device) + offset
     if check:
         _pair_inputs("anchors", anchors, "candidates", candidates, tau, more_rows=True)
-        if m % 2:
-            raise ValueError(f"anchors must stack two views, (2N, D); got odd size {m}")
+        if m % 2 or m < 4:
+            raise ValueError(f"anchors must stack two views of N >= 2 instances, (2N, D); got {m} rows "
+                             "(one pair has no negatives, so its loss would be 0)")
         if targets is None and (k != m or offset):
             raise ValueError(f"targets=None needs candidates of shape ({m}, D) and offset 0; pass targets ({m}, {k})")
         if targets is not None:
             _checks.simplex_rows("targets", targets, (m, k))
             if bool(targets[torch.arange(m), own].abs().sum() > 0):
                 raise ValueError("targets must put zero mass on the anchor's own slot (an anchor is not its own positive)")
-    logits = F.normalize(anchors, dim=1) @ F.normalize(candidates, dim=1).T / tau
+    logits = _over_tau(unit(anchors) @ unit(candidates).T, tau)
     self_mask = torch.zeros(m, k, dtype=torch.bool, device=anchors.device)
     self_mask[torch.arange(m, device=anchors.device), own] = True
     logits = logits.masked_fill(self_mask, float("-inf"))

@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from . import distributed, losses
+from . import _checks, distributed, losses
 from .mixing import cutmix, imix, mix_targets, mixup
 from .models import prediction_head, projection_head
 
@@ -99,18 +99,6 @@ class ContrastiveMethod(nn.Module):
         """Called once after each optimiser step (EMA and queue updates)."""
 
 
-def check_views(view1: torch.Tensor, view2: torch.Tensor) -> None:
-    """Shapes only (no device sync): two floating batches of the same shape with N >= 2 rows."""
-    for name, view in (("view1", view1), ("view2", view2)):
-        if not torch.is_tensor(view) or not view.is_floating_point():
-            kind = view.dtype if torch.is_tensor(view) else type(view).__name__
-            raise TypeError(f"{name} must be a floating-point torch.Tensor (N, ...), got {kind}")
-    if view1.shape != view2.shape:
-        raise ValueError(f"view1 and view2 must have the same shape, got {tuple(view1.shape)} and {tuple(view2.shape)}")
-    if view1.dim() < 2 or view1.shape[0] < 2:
-        raise ValueError(f"view1 must be a batch (N, ...) with N >= 2 for contrast, got shape {tuple(view1.shape)}")
-
-
 @register
 class NPair(ContrastiveMethod):
     """N-pair / SimCLR-without-self-negatives (Eq. 5); i-Mix mixes the anchor view only (Eq. 6).
@@ -132,7 +120,7 @@ class NPair(ContrastiveMethod):
                 generator: torch.Generator | None = None, labels: torch.Tensor | None = None,
                 **mix_options: Any) -> torch.Tensor:
         """Loss of one batch of pairs: view1, view2 (N, ...); i-Mix when alpha is a number."""
-        check_views(view1, view2)
+        _checks.views(view1, view2)
         targets = self.virtual_labels(view1.shape[0], labels, view1.device)
         anchor, targets = self.anchors(view1, alpha, targets, generator, **mix_options)
         if self.single_pass:
@@ -174,7 +162,7 @@ class SimCLR(ContrastiveMethod):
                 generator: torch.Generator | None = None, labels: torch.Tensor | None = None,
                 **mix_options: Any) -> torch.Tensor:
         """Loss of one batch of pairs: view1, view2 (N, ...); i-Mix when alpha is a number."""
-        check_views(view1, view2)
+        _checks.views(view1, view2)
         n = view1.shape[0]
         clean_here = self.embed(torch.cat([view1, view2]))
         clean = distributed.gather(clean_here)  # (W*2N, D): this rank's rows at 2N*rank...
@@ -258,7 +246,7 @@ class MoCo(MomentumMethod):
                 generator: torch.Generator | None = None, labels: torch.Tensor | None = None,
                 **mix_options: Any) -> torch.Tensor:
         """Loss of one batch of pairs: view1 (queries), view2 (keys), (N, ...); i-Mix when alpha is set."""
-        check_views(view1, view2)
+        _checks.views(view1, view2)
         targets = distributed.local_targets(None, view1.shape[0], view1.device)
         anchor, targets = self.anchors(view1, alpha, targets, generator, **mix_options)
         keys = self.keys(view2, generator)
@@ -310,7 +298,7 @@ class BYOL(MomentumMethod):
                 generator: torch.Generator | None = None, labels: torch.Tensor | None = None,
                 **mix_options: Any) -> torch.Tensor:
         """Loss of one batch of pairs: view1 (online), view2 (target), (N, ...); i-Mix when alpha is set."""
-        check_views(view1, view2)
+        _checks.views(view1, view2)
         anchor, targets = self.anchors(view1, alpha, None, generator, **mix_options)
         with torch.no_grad():
             target_embeddings = self.target_projector(self.target_encoder(view2))

@@ -9,6 +9,7 @@ Mixing partners j come from ``randperm(N)`` (self-pairs allowed, as in the autho
 """
 from __future__ import annotations
 
+import numbers
 from typing import NamedTuple
 
 import torch
@@ -32,24 +33,25 @@ def sample_lambda(
     mixing); alpha = 1 is uniform; large alpha concentrates lam around 0.5.
     """
     _checks.positive("alpha", alpha)
-    if n is not None and (int(n) != n or n < 1):
+    if n is not None and (isinstance(n, bool) or not isinstance(n, numbers.Integral) or n < 1):
         raise ValueError(f"n must be a positive int or None, got {n!r}")
     shape = () if n is None else (int(n),)
-    concentration = torch.full(shape, float(alpha))
-    beta = torch.distributions.Beta(concentration, concentration)
-    if generator is None:
-        lam = beta.sample()
-    else:
-        # torch's Beta sampler takes no generator: draw a seed from ours and sample inside a
-        # forked RNG, so results follow `generator` and the global RNG is left untouched.
-        seed = int(torch.randint(0, 2**62, (1,), generator=generator, device=generator.device))
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
-            lam = beta.sample()
+    # lam = G1 / (G1 + G2) with G ~ Gamma(alpha) is Beta(alpha, alpha). For small alpha, G itself
+    # underflows to 0 (torch's Beta then returns 0/0 -> 0.5, maximal mixing), so work with log G:
+    # G(a) = G(a + 1) * U^(1/a)  =>  log G(a) = log G(a + 1) + log(U) / a, and lam = sigmoid(log G1 - log G2).
+    dev = generator.device if generator is not None else torch.device("cpu")
+    dtype = torch.float64 if dev.type == "cpu" else torch.float32
+    conc = torch.full((2, *shape), float(alpha) + 1.0, dtype=dtype, device=dev)
+    log_u = torch.rand((2, *shape), dtype=dtype, device=dev, generator=generator).clamp_min(torch.finfo(dtype).tiny).log()
+    log_g = torch._standard_gamma(conc, generator=generator).log() + log_u / float(alpha)
+    lam = torch.sigmoid(log_g[0] - log_g[1]).float()
     return lam if device is None else lam.to(device)
 
 
 def _check_lam_perm(lam: Lam, perm: torch.Tensor, n: int) -> torch.Tensor:
+    if isinstance(lam, bool) or not (torch.is_tensor(lam) or isinstance(lam, numbers.Real)):
+        raise TypeError(f"lam must be a number or a tensor of shape () or ({n},), got {type(lam).__name__}")
+    _checks.tensor("perm", perm)
     lam_t = torch.as_tensor(lam, dtype=torch.float32)
     if lam_t.dim() > 1 or (lam_t.dim() == 1 and lam_t.shape[0] != n):
         raise ValueError(f"lam must be a scalar or shape ({n},), got shape {tuple(lam_t.shape)}")
@@ -57,7 +59,7 @@ def _check_lam_perm(lam: Lam, perm: torch.Tensor, n: int) -> torch.Tensor:
         raise ValueError("lam must lie in [0, 1]")
     if perm.dim() != 1 or perm.shape[0] != n:
         raise ValueError(f"perm must have shape ({n},), got {tuple(perm.shape)}")
-    if perm.is_floating_point() or bool(((perm < 0) | (perm >= n)).any()):
+    if perm.is_floating_point() or perm.dtype == torch.bool or bool(((perm < 0) | (perm >= n)).any()):
         raise ValueError(f"perm must hold integer indices in [0, {n}), e.g. torch.randperm({n})")
     return lam_t
 
@@ -99,9 +101,12 @@ def mix_targets(
     ``num_classes``. Returns (N, C); each row stays on the simplex because it is a convex
     combination of two simplex rows.
     """
+    _checks.tensor("targets", targets)
     if targets.dim() == 1 and not targets.is_floating_point():
         if num_classes is None:
             raise ValueError("targets are class ids: pass num_classes to one-hot encode them")
+        if check:
+            _checks.class_ids("targets", targets, num_classes)
         targets = torch.nn.functional.one_hot(targets, num_classes).float()
     if check:
         _checks.ndim("targets", targets, 2)
@@ -123,6 +128,7 @@ def cutmix(
     true share of ``x`` is recomputed from the clipped box: returns (mixed x, lam_used) with
     lam_used shaped like ``lam`` (one box per batch for a scalar lam, one per sample for (N,)).
     """
+    _checks.tensor("x", x)
     if x.dim() != 4:
         raise ValueError(f"x must be (N, C, H, W) for cutmix, got shape {tuple(x.shape)}")
     n, _, h, w = x.shape
@@ -154,6 +160,9 @@ def inputmix(x: torch.Tensor, *, generator: torch.Generator | None = None) -> to
     principal input keeps at least half the weight and stays the one its label describes.
     Used together with i-Mix when no domain augmentation exists (Table 3).
     """
+    _checks.tensor("x", x)
+    if x.dim() < 1 or x.shape[0] < 1:
+        raise ValueError(f"x must be a non-empty batch (N, ...), got shape {tuple(x.shape)}")
     n = x.shape[0]
     dev = generator.device if generator is not None else x.device
     # Dirichlet(1,1,1) = normalised Exp(1) draws; -log(U) keeps it on `generator`.
@@ -184,17 +193,31 @@ def imix(
     per_sample: bool = False,
     max_lam: bool = False,
     generator: torch.Generator | None = None,
+    check: bool = True,
 ) -> Mixed:
     """Mix a batch and its virtual labels in one call (Algorithm 1, lines 2-3).
 
     x: (N, ...) anchor views. targets: (N, C) label rows to mix; None = virtual labels eye(N).
     mode: "mixup" or "cutmix". per_sample: one lam per sample (authors' code) instead of one per
     batch (paper). max_lam: use max(lam, 1 - lam) so the first input dominates (authors' code).
+    check: also check values (finite x, targets rows on the simplex); this syncs a GPU, so a
+    training step passes False after the shape checks of :func:`imix_teach._checks.views`.
     """
     if mode not in ("mixup", "cutmix"):
         raise ValueError(f"mode must be 'mixup' or 'cutmix', got {mode!r}")
+    _checks.tensor("x", x)
+    if x.dim() < 1:
+        raise ValueError("x must have a batch dimension (N, ...), got a 0-d tensor")
     n = x.shape[0]
     _checks.batch_size("x", n)
+    if targets is not None:
+        _checks.tensor("targets", targets, floating=True)
+        if targets.dim() != 2 or targets.shape[0] != n:
+            raise ValueError(f"targets must be (N, C) = ({n}, C) label rows, got shape {tuple(targets.shape)}")
+    if check:
+        _checks.finite("x", x)
+        if targets is not None:
+            _checks.simplex_rows("targets", targets, tuple(targets.shape))
     lam = sample_lambda(alpha, n if per_sample else None, generator=generator)
     if max_lam:
         lam = torch.maximum(lam, 1 - lam)

@@ -26,20 +26,23 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import io
 import json
 import math
 import os
 import platform
 import statistics
 import time
+import uuid
 import warnings
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 import torch
+from filelock import FileLock, Timeout
 
 from .config import pick_device, quick_mode
 from .train import NonFiniteLossError
@@ -296,33 +299,67 @@ def plan(preset: Preset, domains: Sequence[str] = DOMAINS, methods: Sequence[str
 
 # ----------------------------------------------------------------------------- results store
 class ResultStore:
-    """``runs.json``: one record per finished run, rewritten atomically after each run."""
+    """``runs.json``: one record per finished run, safe to share between processes.
+
+    Every write takes a file lock, re-reads the file and merges, so two ``reproduce`` processes
+    on one folder keep each other's records; the file is replaced atomically (a unique temporary
+    name + ``os.replace``), so a reader or a kill mid-write sees the old file or the new one.
+    """
 
     def __init__(self, path: str | os.PathLike):
         self.path = Path(path)
-        self.records: dict[str, dict[str, Any]] = {}
-        if self.path.exists():
-            data = json.loads(self.path.read_text())
-            self.records = {r["key"]: r for r in data.get("runs", [])}
+        self.lock = FileLock(f"{self.path}.lock")
+        self.records: dict[str, dict[str, Any]] = self._read()
+
+    def _read(self) -> dict[str, dict[str, Any]]:
+        if not self.path.exists():
+            return {}
+        try:
+            return {r["key"]: r for r in json.loads(self.path.read_text())["runs"]}
+        except (ValueError, KeyError, TypeError) as err:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+            raise ValueError(
+                f"{self.path} cannot be read as a run store ({type(err).__name__}: {err}). Restore it, or move "
+                "it aside to start over (the runs it listed are then recomputed)."
+            ) from err
+
+    def refresh(self) -> None:
+        """Pick up the runs other processes have saved since."""
+        self.records = {**self.records, **self._read()}
 
     def __contains__(self, key: str) -> bool:
         return key in self.records
 
     def add(self, record: dict[str, Any]) -> None:
-        self.records[record["key"]] = record
-        self.save()
-
-    def save(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_name(self.path.name + ".tmp")
-        with open(tmp, "w") as fh:
-            json.dump({"runs": list(self.records.values())}, fh, indent=1)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, self.path)  # readers see the old file or the new one, never half of one
+        with self.lock:
+            self.refresh()  # merge on write: never drop what another process saved meanwhile
+            self.records[record["key"]] = record
+            atomic_write(self.path, json.dumps({"runs": list(self.records.values())}, indent=1))
 
     def select(self, keys: Iterable[str]) -> list[dict[str, Any]]:
         return [self.records[k] for k in keys if k in self.records]
+
+
+def atomic_write(path: str | os.PathLike, data: str | bytes) -> None:
+    """Write ``path`` via a uniquely named temporary file + fsync + ``os.replace``.
+
+    A unique name lets two processes write the same file at once; on any error (a full disk, a
+    kill) the old file stays as it was and the temporary one is removed.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
+    try:
+        with open(tmp, "xb") as fh:  # mode from the umask, like any new file
+            fh.write(data.encode() if isinstance(data, str) else data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException as err:
+        Path(tmp).unlink(missing_ok=True)
+        if isinstance(err, OSError):
+            raise type(err)(err.errno, f"could not write {path} ({err.strerror or err}); free disk space or "
+                                     "fix the folder's permissions and run again: finished runs are kept") from err
+        raise
 
 
 # ----------------------------------------------------------------------------- one run
@@ -449,12 +486,19 @@ def reproduce(
     out = Path(out)
     store = ResultStore(out / "runs.json")
     todo = [r for r in runs if r.key not in store]
+    if todo or write:
+        _check_writable(out, store)  # fail now, not after the first hour of compute
     data = DataCache(root)
     bar = tqdm(total=len(runs), initial=len(runs) - len(todo), disable=not progress, desc=f"reproduce {preset.name}",
                unit="run")
     done = 0
+    claims = _claimed(todo, out / "checkpoints")
     try:
-        for run in todo:
+        for run in claims:
+            store.refresh()
+            if run.key in store:  # another process finished it while we waited
+                bar.update(1)
+                continue
             if max_runs is not None and done >= max_runs:
                 break
             bar.set_postfix_str(f"{run.spec.dataset} {run.method}{' + i-Mix' if run.imix else ''} seed {run.seed}")
@@ -467,11 +511,49 @@ def reproduce(
             if on_run_done is not None:
                 on_run_done(record)
     finally:
+        claims.close()  # releases the lock of a run left unfinished
         bar.close()
-        records = store.select(r.key for r in runs)
-        if write and records:
-            write_outputs(out, records, preset, runs)
+        with store.lock:  # one writer of the table at a time, with every process's records
+            store.refresh()
+            records = store.select(r.key for r in runs)
+            if write and records:
+                write_outputs(out, records, preset, runs)
     return records
+
+
+def _claimed(runs: Sequence[RunSpec], folder: Path) -> Iterator[RunSpec]:
+    """Yield each run while holding its lock, so two processes on one grid never run the same one.
+
+    A run another process holds is put off to the end and then waited for (its record is then in
+    the store). The kernel drops a killed process's locks, so nothing stays stuck after kill -9.
+    """
+    folder.mkdir(parents=True, exist_ok=True)
+    later: list[RunSpec] = []
+    for wait, queue in ((False, runs), (True, later)):
+        for run in queue:
+            lock = FileLock(folder / f"{_safe(run.key)}.lock", timeout=-1 if wait else 0)
+            try:
+                lock.acquire()
+            except Timeout:
+                later.append(run)
+                continue
+            try:
+                yield run
+            finally:
+                lock.release()
+
+
+def _check_writable(out: Path, store: ResultStore) -> None:
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        with store.lock:
+            atomic_write(out / ".write-test", "")
+            (out / ".write-test").unlink()
+    except OSError as err:
+        raise PermissionError(
+            f"out={str(out)!r} is not a writable folder ({type(err).__name__}: {err}); choose another --out "
+            "or fix its permissions"
+        ) from err
 
 
 # ----------------------------------------------------------------------------- tables and figure
@@ -617,8 +699,9 @@ def plot_results(rows: Sequence[dict[str, Any]], path: str | os.PathLike, title:
     if title:
         fig.suptitle(title, fontsize=10)
     fig.tight_layout()
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
+    png = io.BytesIO()
+    fig.savefig(png, format="png", dpi=110)
+    atomic_write(path, png.getvalue())
     plt.close(fig)
 
 
@@ -647,9 +730,7 @@ def write_outputs(out: str | os.PathLike, records: Sequence[dict[str, Any]], pre
         written=datetime.now(timezone.utc).isoformat(timespec="seconds"),
     )
     for path, text in ((paths["md"], "\n".join(md) + "\n"), (paths["json"], json.dumps(summary, indent=1))):
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(text)
-        os.replace(tmp, path)
+        atomic_write(path, text)
     plot_results(rows, paths["png"], title=f"i-Mix vs baseline, preset {preset.name} ({status}); "
                                             "mean ± std over seeds (y-axes zoomed)")
     return paths

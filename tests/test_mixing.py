@@ -94,3 +94,31 @@ def test_inputmix_keeps_principal_weight_at_least_half():
     out = inputmix(x, generator=torch.Generator().manual_seed(0))
     assert torch.allclose(out.sum(1), torch.ones(16))
     assert bool((out.diagonal() >= 0.5 - 1e-6).all())
+
+
+@pytest.mark.parametrize("alpha", [1e-3, 0.1, 1.0, 2.0, 100.0])
+def test_sample_lambda_follows_beta_distribution_even_for_tiny_alpha(alpha):
+    """KS test against scipy's Beta(alpha, alpha) cdf, plus the mass inside (lo, hi).
+
+    The test looks at lam in (1e-6, 1 - 1e-6): outside it float32 cannot resolve lam (near 1 the
+    spacing is 6e-8, and for alpha = 1e-3 most draws lie below 1e-38), and ties at 0.0 or 1.0
+    break KS. torch's own Beta sampler fails this at alpha = 1e-3: 0/0 underflow puts ~25% of its
+    draws at exactly 0.5, where the true mass in (1e-6, 1 - 1e-6) is 1.4%.
+    """
+    stats = pytest.importorskip("scipy.stats")
+    n, lo, hi = 20_000, 1e-6, 1 - 1e-6
+    lam = sample_lambda(alpha, n, generator=torch.Generator().manual_seed(0)).double().numpy()
+    beta = stats.beta(alpha, alpha)
+    p_inside = beta.cdf(hi) - beta.cdf(lo)
+    inside = lam[(lam > lo) & (lam < hi)]
+    sigma = (n * p_inside * (1 - p_inside)) ** 0.5
+    assert abs(len(inside) - n * p_inside) <= 5 * sigma + 1, f"{len(inside)} draws inside ({lo}, {hi}), expected {n * p_inside:.0f}"
+    ks = stats.kstest(inside, lambda x: (beta.cdf(x) - beta.cdf(lo)) / p_inside)
+    assert ks.pvalue > 1e-3, ks
+    assert abs((lam < 0.5).mean() - 0.5) < 0.02  # symmetric
+
+
+def test_sample_lambda_tiny_alpha_means_almost_no_mixing():
+    lam = sample_lambda(1e-3, 10_000, generator=torch.Generator().manual_seed(0))
+    middle = float(((lam > 0.1) & (lam < 0.9)).float().mean())
+    assert middle < 0.01  # Beta(1e-3, 1e-3) puts 0.2 % of its mass in (0.1, 0.9)

@@ -12,8 +12,14 @@ in DataLoader workers) is what makes contrastive training fast on 2 CPU cores or
 """
 from __future__ import annotations
 
+import gzip
+import hashlib
 import os
+import tarfile
+import uuid
 import warnings
+import zipfile
+import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -203,8 +209,22 @@ def load(
     unknown = sorted(set(options) - set(info.options))
     if unknown:
         raise ValueError(f"unknown option(s) {unknown} for {key!r}; valid options: {sorted(info.options)}")
+    for option, value in options.items():
+        _check_option_type(option, value, info.options[option])
     opts = {**info.options, **options}
+    if "seed" in opts:
+        check_int("seed", opts["seed"], 0)
     return info.loader(make_source(key, root, download), split, **opts)
+
+
+def _check_option_type(option: str, value: Any, default: Any) -> None:
+    """An option takes the type of its default (an int for 16, a number for 0.2, a str for "numeric")."""
+    for kind, allowed, label in ((str, str, "a str"), (int, int, "an int"), (float, (int, float), "a number")):
+        if isinstance(default, kind) and not isinstance(default, bool):
+            if isinstance(value, bool) or not isinstance(value, allowed):
+                raise TypeError(f"{option} must be {label} like its default {default!r}, got {type(value).__name__} "
+                                f"{value!r}")
+            return
 
 
 # ----------------------------------------------------------------------------- helpers for loaders
@@ -258,21 +278,79 @@ def uniform(n: int, low: float, high: float, like: Tensor, generator: torch.Gene
     return low + (high - low) * rand((n,), like, generator)
 
 
-def fetch(src: Source, url: str, dest: Path, what: str, md5: str | None = None) -> Path:
-    """Download ``url`` to ``dest`` (via ``dest.part``, so a broken transfer never looks complete).
+def fetch(src: Source, url: str, dest: Path, what: str, md5: str | None = None, *,
+          sha256: str | None = None, size: int | None = None) -> Path:
+    """Download ``url`` to ``dest``: into a uniquely named temporary file, checked, then renamed.
 
-    ``md5`` is checked when the publisher gives one; failures raise ``FileNotFoundError`` with the way out.
+    Checks: ``size`` in bytes and ``md5``/``sha256`` when the publisher gives them, and a full read
+    of gzip/tar/zip archives (their CRCs catch a cut or damaged transfer). Only a file that passes
+    becomes ``dest``, so an interrupted download (Ctrl-C, a lost connection) is never taken for a
+    complete one, and two processes downloading at once do not share a temporary file.
+    Failures raise ``FileNotFoundError`` with the way out.
     """
-    from torchvision.datasets.utils import check_integrity, download_url
+    from torchvision.datasets.utils import download_url
 
     dest.parent.mkdir(parents=True, exist_ok=True)
-    part = dest.with_name(dest.name + ".part")
+    part = dest.with_name(f".{dest.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.part")
     try:
-        download_url(url, str(dest.parent), part.name, md5=None)
-        if md5 is not None and not check_integrity(str(part), md5):
-            raise RuntimeError(f"checksum mismatch for {url} (expected md5 {md5})")
-    except Exception as err:  # network, HTTP or checksum: all end in the same advice
+        download_url(url, str(dest.parent), part.name)
+        verify_file(part, size=size, md5=md5, sha256=sha256, kind=dest.name)
+    except BaseException as err:  # Ctrl-C too: never leave a partial file behind
         part.unlink(missing_ok=True)
-        raise src.download_failed(what, dest, err) from err
+        if isinstance(err, Exception):  # network, HTTP, size, checksum or archive: the same advice
+            raise src.download_failed(what, dest, err) from err
+        raise
     os.replace(part, dest)
     return dest
+
+
+def verify_file(path: Path, *, size: int | None = None, md5: str | None = None, sha256: str | None = None,
+                kind: str | None = None, full_read: bool = True) -> Path:
+    """``path`` if it is a complete file, else ``ValueError`` naming it and the fix.
+
+    Checks that it is not empty, its ``size`` and digests when given, and with ``full_read`` reads
+    gzip (``.gz``, ``.tgz``), tar and zip archives through to the end; ``kind`` names the format
+    (default: the file name). Loaders call it with ``full_read=False`` on files already in place,
+    whose reader meets any damage itself.
+    """
+    kind = (kind or path.name).lower()
+    actual = path.stat().st_size
+    problem = "it is empty (0 bytes)" if actual == 0 else None
+    if problem is None and size is not None and actual != size:
+        problem = f"it has {actual:,} bytes, expected {size:,}"
+    for name, want in (("md5", md5), ("sha256", sha256)):
+        if problem is None and want is not None and _digest(path, name) != want.lower():
+            problem = f"its {name} is not the published {want}"
+    if problem is None and full_read:
+        try:
+            _read_archive(path, kind)
+        except (OSError, EOFError, zlib.error, tarfile.TarError, zipfile.BadZipFile) as err:
+            problem = f"it is not a complete archive ({type(err).__name__}: {err})"
+    if problem is not None:
+        raise ValueError(f"{path} cannot be used: {problem}. It is probably cut or damaged: delete it and "
+                         "download it again (download=True), or point IMIX_DATA at a good copy.")
+    return path
+
+
+def _digest(path: Path, name: str) -> str:
+    h = hashlib.new(name)
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _read_archive(path: Path, kind: str) -> None:
+    """Read an archive to its end: gzip checks its CRC-32 and length there, tar and zip their members."""
+    if kind.endswith((".gz", ".tgz")):
+        with gzip.open(path, "rb") as fh:
+            while fh.read(1 << 20):
+                pass
+    if kind.endswith((".tar", ".tar.gz", ".tgz")):
+        with tarfile.open(path) as tar:
+            tar.getmembers()
+    if kind.endswith(".zip"):
+        with zipfile.ZipFile(path) as zf:
+            bad = zf.testzip()
+            if bad is not None:
+                raise zipfile.BadZipFile(f"member {bad} fails its CRC check")

@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 from .augment import MaskingNoise, TabularTransform
-from .base import DomainData, Source, check_choice, check_int, fetch, per_class_indices, register
+from .base import DomainData, Source, check_choice, check_int, fetch, per_class_indices, register, verify_file
 
 COVTYPE_URL = "https://archive.ics.uci.edu/ml/machine-learning-databases/covtype/covtype.data.gz"
 HIGGS_URL = "https://archive.ics.uci.edu/ml/machine-learning-databases/00280/HIGGS.csv.gz"
@@ -94,7 +94,7 @@ def _finish(src: Source, split: str, x: np.ndarray, y: np.ndarray, classes: list
 
 def _ensure(src: Source, path: Path, url: str) -> Path:
     if path.is_file():
-        return path
+        return verify_file(path, full_read=False)  # a 0-byte file names itself instead of parsing as no rows
     if not src.download:
         raise src.missing(path.name, path)
     return fetch(src, url, path, path.name)  # UCI publishes no checksum

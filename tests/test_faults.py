@@ -1,0 +1,292 @@
+"""Faults a real user meets: kill -9, two writers at once, a full disk, a read-only folder, corrupt files.
+
+Each test runs real processes (``subprocess``) on scikit-learn's digits (no files needed), so the
+kernel's own behaviour is tested: a killed process leaves its files as they were and drops its
+locks. About 30 s on 2 cores.
+"""
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from imix_teach import reproduce as rp
+
+ROOT = Path(__file__).resolve().parents[1]
+
+# A tiny reproduce grid in a fresh process: prints one line per run it executed.
+WORKER = textwrap.dedent("""
+    import sys, torch
+    torch.set_num_threads(1)
+    sys.path.insert(0, "tests")
+    from imix_teach import reproduce as rp
+    from test_faults import _tiny
+    out, methods, epochs = sys.argv[1], sys.argv[2].split(","), int(sys.argv[3])
+    records = rp.reproduce(_tiny(epochs), ["image"], methods, 1, out, progress=False,
+                           on_run_done=lambda r: print("ran", r["key"], flush=True))
+    print("found", len(records), flush=True)
+""")
+
+
+def _python(code: str, *args: str) -> subprocess.Popen:
+    env = dict(os.environ, PYTHONPATH=str(ROOT), OMP_NUM_THREADS="1", OMP_WAIT_POLICY="PASSIVE")
+    return subprocess.Popen([sys.executable, "-c", code, *args], cwd=ROOT, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def _start(out: Path, methods: str, epochs: int = 1) -> subprocess.Popen:
+    return _python(WORKER, str(out), methods, str(epochs))
+
+
+def _finish(proc: subprocess.Popen) -> list[str]:
+    stdout, stderr = proc.communicate(timeout=300)
+    assert proc.returncode == 0, stderr[-3000:]
+    return stdout.splitlines()
+
+
+def _saved_keys(out: Path) -> list[str]:
+    return [r["key"] for r in json.loads((out / "runs.json").read_text())["runs"]]
+
+
+def test_two_processes_on_one_folder_lose_no_record_and_run_nothing_twice(tmp_path):
+    # Two grids that share the npair runs, at once on one output folder.
+    procs = [_start(tmp_path, "npair"), _start(tmp_path, "byol,npair")]
+    outputs = [_finish(p) for p in procs]
+    ran = [line.split()[1] for out in outputs for line in out if line.startswith("ran ")]
+    assert [out[-1] for out in outputs] == ["found 2", "found 4"]
+    keys = _saved_keys(tmp_path)
+    assert len(keys) == len(set(keys)) == 4
+    assert sorted(ran) == sorted(keys), "each run executed exactly once across both processes"
+    assert "(complete)" in (tmp_path / "results.md").read_text()
+    assert not list(tmp_path.glob("*.tmp")) and not list(tmp_path.glob(".*.tmp"))
+
+
+def test_kill_9_at_a_random_point_of_reproduce_then_resume_completes_the_grid(tmp_path):
+    proc = _start(tmp_path, "npair,byol", epochs=2)
+    time.sleep(random.Random(0).uniform(3.0, 8.0))  # data loading, mid-run or mid-write
+    proc.send_signal(signal.SIGKILL)
+    proc.communicate()
+    saved = _saved_keys(tmp_path) if (tmp_path / "runs.json").exists() else []  # a whole, readable file
+    ran = []
+    records = rp.reproduce(_tiny(epochs=2), ["image"], ["npair", "byol"], 1, tmp_path, progress=False,
+                           on_run_done=lambda r: ran.append(r["key"]))
+    assert len(records) == 4 and len(set(_saved_keys(tmp_path))) == 4
+    assert sorted(saved + ran) == sorted(r["key"] for r in records), "runs saved before the kill are not recomputed"
+
+
+PRETRAIN_WORKER = textwrap.dedent("""
+    import sys, torch
+    torch.set_num_threads(1)
+    from imix_teach.methods import build_method
+    from imix_teach.models import TabularMLP
+    from imix_teach.train import pretrain
+    torch.manual_seed(0)
+    model = build_method("moco", TabularMLP(5, widths=(16, 16, 32)), proj_hidden=16, proj_dim=8, queue_size=32)
+    data = torch.randn(128, 5, generator=torch.Generator().manual_seed(0))
+    noise = lambda x, g: x + 0.1 * torch.randn(x.shape, generator=g)
+    pretrain(model, data, noise, epochs=int(sys.argv[2]), batch_size=16, alpha=1.0, progress=False,
+             checkpoint=sys.argv[1], callback=lambda e, h: print("epoch", e, flush=True))
+    torch.save(model.state_dict(), sys.argv[1] + ".final")
+""")
+
+
+def _pretrain(checkpoint: Path) -> subprocess.Popen:
+    return _python(PRETRAIN_WORKER, str(checkpoint), "4")
+
+
+def test_kill_9_during_pretrain_then_resume_is_bitwise_equal_to_an_uninterrupted_run(tmp_path):
+    straight, killed = _pretrain(tmp_path / "a.pt"), _pretrain(tmp_path / "b.pt")
+    for line in killed.stdout:  # kill at a random point after the first epoch's checkpoint
+        if line.startswith("epoch"):
+            time.sleep(random.Random(1).uniform(0.0, 0.5))
+            killed.send_signal(signal.SIGKILL)
+            break
+    killed.communicate()
+    assert killed.returncode == -signal.SIGKILL
+    _finish(_pretrain(tmp_path / "b.pt"))  # resumes from what the killed process left
+    _finish(straight)
+    a = torch.load(tmp_path / "a.pt.final", weights_only=True)
+    b = torch.load(tmp_path / "b.pt.final", weights_only=True)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_a_full_disk_keeps_the_old_runs_json_and_leaves_no_temporary_file(tmp_path):
+    resource = pytest.importorskip("resource")
+    store = rp.ResultStore(tmp_path / "runs.json")
+    store.add({"key": "a", "value": 1})
+    before = (tmp_path / "runs.json").read_bytes()
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    old_handler = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # write() then fails with EFBIG
+    resource.setrlimit(resource.RLIMIT_FSIZE, (len(before) + 100, hard))  # no file may grow past this
+    try:
+        with pytest.raises(OSError, match="runs.json.*free disk space"):
+            store.add({"key": "b", "value": "x" * 10_000})
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+        signal.signal(signal.SIGXFSZ, old_handler)
+    assert (tmp_path / "runs.json").read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["runs.json", "runs.json.lock"]
+
+
+def test_an_unwritable_output_folder_is_named_before_any_run(tmp_path):
+    blocked = tmp_path / "a-file"
+    blocked.write_text("")
+    with pytest.raises(PermissionError, match="a-file.*not a writable folder"):
+        rp.reproduce(_tiny(), ["image"], ["npair"], 1, blocked / "out", progress=False)
+
+
+@pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() == 0, reason="root may write to read-only folders")
+def test_a_read_only_output_folder_is_named_before_any_run(tmp_path):
+    out = tmp_path / "results"
+    out.mkdir()
+    out.chmod(0o555)
+    try:
+        with pytest.raises(PermissionError, match="results.*not a writable folder"):
+            rp.reproduce(_tiny(), ["image"], ["npair"], 1, out, progress=False)
+    finally:
+        out.chmod(0o755)
+
+
+def test_a_corrupt_runs_json_names_itself_and_the_fix(tmp_path):
+    for text in ("{not json", '{"runs": [{"no key": 1}]}', "", "[1, 2]"):
+        (tmp_path / "runs.json").write_text(text)
+        with pytest.raises(ValueError, match=r"runs\.json cannot be read.*move it aside"):
+            rp.reproduce(_tiny(), ["image"], ["npair"], 1, tmp_path, progress=False)
+
+
+def _tiny(epochs: int = 1) -> rp.Preset:
+    spec = rp.DatasetSpec("image", "digits", ("small", 8), epochs=epochs, batch_size=32, tau=0.2, alpha=1.0,
+                          train_options=dict(per_class=6), test_options=dict(per_class=4), probe_epochs=3,
+                          method_kwargs={m: dict(proj_hidden=16, proj_dim=8) for m in rp.METHOD_CHOICES})
+    return rp.Preset("tiny", (spec,), "fault test preset")
+
+
+# ----------------------------------------------------------------------------- downloads and data files
+class _Server:
+    """A local HTTP server: serves ``files[path]``; with ``cut`` it announces every file whole but
+    sends only that many bytes, then drops the connection (a lost connection mid-download)."""
+
+    def __init__(self) -> None:
+        import http.server
+        import threading
+
+        self.files: dict[str, bytes] = {}
+        self.cut: int | None = None
+        server = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self) -> None:  # noqa: N802 (http.server's name)
+                body = server.files[self.path]
+                self.send_response(200)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body if server.cut is None else body[: server.cut])
+
+            do_HEAD = do_GET
+
+            def log_message(self, *args) -> None:
+                pass
+
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+
+
+@pytest.fixture()
+def server():
+    s = _Server()
+    yield s
+    s.httpd.shutdown()
+
+
+def _gzip_csv(rows: int = 200) -> bytes:
+    import gzip
+
+    return gzip.compress("".join(f"{i},{i % 7 + 1}\n" for i in range(rows)).encode(), mtime=0)
+
+
+def _tar_gz() -> bytes:
+    import io
+    import tarfile
+
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz") as tar:
+        data = os.urandom(50_000)  # incompressible, so a cut lands inside the member
+        info = tarfile.TarInfo("repo/recordings/0_x_0.wav")
+        info.size = len(data)
+        tar.addfile(info, io.BytesIO(data))
+    return buf.getvalue()
+
+
+@pytest.mark.parametrize("name, make", [("data.csv.gz", _gzip_csv), ("archive.tar.gz", _tar_gz)])
+def test_a_cut_or_damaged_download_is_never_promoted(tmp_path, server, name, make):
+    from imix_teach.data.base import fetch, make_source
+
+    src = make_source("demo", tmp_path, True)
+    body = make()
+    server.files["/" + name] = body
+    dest = tmp_path / name
+    for cut in (len(body) // 2, len(body) - 5):  # lost connection: urllib sees a short read
+        server.cut = cut
+        with pytest.raises(FileNotFoundError, match=f"{name}.*downloading it failed"):
+            fetch(src, f"{server.url}/{name}", dest, name)
+        assert list(tmp_path.iterdir()) == [], "neither the file nor a partial one is left"
+    server.cut = None
+    damaged = bytearray(body)
+    damaged[len(body) // 2] ^= 0xFF  # the server sends every byte, but one of them is wrong
+    server.files["/" + name] = bytes(damaged)
+    with pytest.raises(FileNotFoundError, match="not a complete archive"):
+        fetch(src, f"{server.url}/{name}", dest, name)
+    assert list(tmp_path.iterdir()) == []
+    server.files["/" + name] = body
+    assert fetch(src, f"{server.url}/{name}", dest, name, size=len(body)).read_bytes() == body
+    assert [p.name for p in tmp_path.iterdir()] == [name]
+
+
+def test_size_and_checksum_mismatches_are_named(tmp_path, server):
+    import hashlib
+
+    from imix_teach.data.base import fetch, make_source
+
+    src, body = make_source("demo", tmp_path, True), _gzip_csv()
+    server.files["/a.gz"] = body
+    with pytest.raises(FileNotFoundError, match="expected 9"):
+        fetch(src, f"{server.url}/a.gz", tmp_path / "a.gz", "a.gz", size=9)
+    with pytest.raises(FileNotFoundError, match="sha256 is not the published"):
+        fetch(src, f"{server.url}/a.gz", tmp_path / "a.gz", "a.gz", sha256="0" * 64)
+    good = hashlib.sha256(body).hexdigest()
+    assert fetch(src, f"{server.url}/a.gz", tmp_path / "a.gz", "a.gz", sha256=good).is_file()
+
+
+def test_ctrl_c_during_a_download_leaves_nothing_that_looks_complete(tmp_path, monkeypatch):
+    import torchvision.datasets.utils as tv
+
+    from imix_teach.data.base import fetch, make_source
+
+    def interrupted(url, root, filename, md5=None):
+        Path(root, filename).write_bytes(_gzip_csv()[:100])
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(tv, "download_url", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        fetch(make_source("demo", tmp_path, True), "http://example.invalid/a.gz", tmp_path / "a.gz", "a.gz")
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("content", [b"", b"\x1f\x8b\x08\x00 cut", b"not gzip at all\n"])
+def test_a_broken_covtype_file_names_itself(tmp_path, content):
+    from imix_teach.data import load
+
+    (tmp_path / "covtype").mkdir()
+    (tmp_path / "covtype" / "covtype.data.gz").write_bytes(content)
+    with pytest.raises((ValueError, RuntimeError), match=r"covtype\.data\.gz.*(delete it|malformed)"):
+        load("covtype", root=tmp_path, download=False)
