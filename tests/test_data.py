@@ -327,3 +327,35 @@ def test_higgs_full_file_streaming_and_cache(tmp_path, monkeypatch):
         assert row_id(train).tolist() == list(range(50)) and row_id(test).tolist() == list(range(900, 1000))
         assert train.labels.tolist() == [i % 2 for i in range(50)]
     assert list((tmp_path / ".cache").glob("higgs-*.npz"))
+
+
+def test_higgs_authors_random_rows_streamed(tmp_path, monkeypatch):
+    """train_rows="random": the authors' np.random.seed(1) choice of rows, on the streamed full-file path."""
+    import imix_teach.data.tabular as tab
+
+    monkeypatch.setattr(tab, "HIGGS_FULL_ROWS", 1000)
+    monkeypatch.setattr(tab, "HIGGS_TEST_ROWS", 100)
+    monkeypatch.setattr(tab, "_KEEP_ALL_ROWS", 300)
+    monkeypatch.setattr(tab, "_BLOCK_BYTES", 4096)
+    rows = [f"{i % 2}," + ",".join([str(i)] + ["0.5"] * 27) for i in range(1000)]
+    path = tmp_path / "higgs" / "HIGGS.csv.gz"
+    path.parent.mkdir()
+    path.write_bytes(gzip.compress(("\n".join(rows) + "\n").encode()))
+    np.random.seed(1)  # the authors' tabular.higgs(mode="100k"), scaled down
+    expected = sorted(np.random.choice(1000 - 100, 50, replace=False).tolist())
+    train = load("higgs", "train", root=tmp_path, download=False, train_size=50, train_rows="random")
+    row_id = (train.inputs[:, 0].double() * train.info["std"][0] + train.info["mean"][0]).round().long()
+    assert row_id.tolist() == expected and train.labels.tolist() == [i % 2 for i in expected]
+    first = load("higgs", "train", root=tmp_path, download=False, train_size=50)
+    assert first.info["std"][0] != train.info["std"][0]  # different rows, different statistics
+
+
+def test_covtype_authors_columns_and_rows(shared_data):
+    ours, authors = get("covtype", "train"), get("covtype", "train", standardise="numeric", split_rule="authors")
+    assert len(ours) == 11_340 and len(authors) == 15_120 == 11_340 + 3_780
+    assert len(get("covtype", "test", split_rule="authors")) == len(get("covtype", "test"))
+    assert set(authors.inputs[:, 10:].unique().tolist()) == {0.0, 1.0}  # one-hot columns left as 0/1
+    assert torch.allclose(authors.inputs[:, :10].mean(0), torch.zeros(10), atol=1e-4)
+    assert not set(ours.inputs[:, 10:].unique().tolist()) <= {0.0, 1.0}
+    with pytest.raises(ValueError, match="val split"):
+        load("covtype", "val", root=shared_data, download=False, split_rule="authors")

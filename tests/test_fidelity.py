@@ -161,3 +161,46 @@ def test_time_shift_ranges():
     """Ours shifts by up to 0.1 s (1,600 samples); the authors' up to 8 STFT frames = 0.256 s."""
     assert SpeechAugment().shift_s == 0.1
     assert AuthorsSpeechAugment().shift_frames * HOP / SR == pytest.approx(0.256)
+
+
+# ----------------------------------------------------------------------------- models
+def _authors_mlp_params(groups=None, in_features=None) -> int:
+    """Parameters of the authors' mlp_5layer (widths 2048-2048-4096-4096-8192), its ``fc`` head excluded."""
+    if groups is not None:  # one Linear(c, 64) with bias per column group, no BN
+        stem, prev = sum(c * 64 + 64 for c in groups), 64 * len(groups)
+    else:  # Linear(in, 64, bias=False) + BN(64)
+        stem, prev = in_features * 64 + 2 * 64, 64
+    body = 0
+    for size in (2048, 2048, 4096, 4096):  # Linear without bias + BN
+        body += prev * size + 2 * size
+        prev = size
+    return stem + body + prev * 8192 + 8192  # last_fc with bias, no BN, then maxout
+
+
+def test_tabular_mlp_authors_layout_parameter_counts():
+    from imix_teach.models import TabularMLP
+
+    def count(m):
+        return sum(p.numel() for p in m.parameters())
+
+    covtype = TabularMLP(54, stem=64, groups=(10, 4, 40), last_bn=False)
+    higgs = TabularMLP(28, stem=64, last_bn=False)
+    assert count(covtype) == _authors_mlp_params(groups=(10, 4, 40)) == 63_344_192
+    assert count(higgs) == _authors_mlp_params(in_features=28) == 63_080_320
+    assert count(TabularMLP(54)) == 63_066_112  # ours: no stem, BN before the maxout
+    x = torch.randn(8, 54)
+    assert covtype(x).shape == (8, 2048) and covtype.out_dim == 2048
+    g = covtype[0]
+    assert torch.allclose(g(x)[:, 64:128], g.linears[1](x[:, 10:14]))  # wilderness columns alone
+    with pytest.raises(ValueError, match="groups"):
+        TabularMLP(54, stem=64, groups=(10, 4))
+
+
+def test_projection_head_output_bn():
+    from imix_teach.models import prediction_head, projection_head
+
+    plain, with_bn = projection_head(512, 64, 16), projection_head(512, 64, 16, out_bn=True)
+    assert len(with_bn) == len(plain) + 1 and with_bn[-1].out_features == plain[-1].out_features == 16
+    out = with_bn.train()(torch.randn(32, 512))
+    assert torch.allclose(out.mean(0), torch.zeros(16), atol=1e-5)  # batch-normalised embeddings
+    assert isinstance(prediction_head(16, 32, out_bn=True)[-1], torch.nn.BatchNorm1d)
