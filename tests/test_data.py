@@ -308,8 +308,8 @@ def test_fft_resample_keeps_frequency():
     assert torch.allclose(y[0, ::2], torch.sin(2 * torch.pi * 440 * t), atol=1e-3)
 
 
-def test_higgs_full_file_streaming_and_cache(tmp_path, monkeypatch):
-    """The full-file path (head + last-500k streaming, .npz cache), scaled down 11,000x."""
+def _fake_full_higgs(tmp_path: Path, monkeypatch) -> None:
+    """A 1,000-row "full" HIGGS file (test = last 100 rows), feature 0 = the row number."""
     import imix_teach.data.tabular as tab
 
     monkeypatch.setattr(tab, "HIGGS_FULL_ROWS", 1000)
@@ -320,6 +320,11 @@ def test_higgs_full_file_streaming_and_cache(tmp_path, monkeypatch):
     path = tmp_path / "higgs" / "HIGGS.csv.gz"
     path.parent.mkdir()
     path.write_bytes(gzip.compress(("\n".join(rows) + "\n").encode()))
+
+
+def test_higgs_full_file_streaming_and_cache(tmp_path, monkeypatch):
+    """The full-file path (head + last-500k streaming, .npz cache), scaled down 11,000x."""
+    _fake_full_higgs(tmp_path, monkeypatch)
     for attempt in range(2):  # the second load reads the cache
         train = load("higgs", "train", root=tmp_path, download=False, train_size=50)
         test = load("higgs", "test", root=tmp_path, download=False, train_size=50)
@@ -331,16 +336,7 @@ def test_higgs_full_file_streaming_and_cache(tmp_path, monkeypatch):
 
 def test_higgs_authors_random_rows_streamed(tmp_path, monkeypatch):
     """train_rows="random": the authors' np.random.seed(1) choice of rows, on the streamed full-file path."""
-    import imix_teach.data.tabular as tab
-
-    monkeypatch.setattr(tab, "HIGGS_FULL_ROWS", 1000)
-    monkeypatch.setattr(tab, "HIGGS_TEST_ROWS", 100)
-    monkeypatch.setattr(tab, "_KEEP_ALL_ROWS", 300)
-    monkeypatch.setattr(tab, "_BLOCK_BYTES", 4096)
-    rows = [f"{i % 2}," + ",".join([str(i)] + ["0.5"] * 27) for i in range(1000)]
-    path = tmp_path / "higgs" / "HIGGS.csv.gz"
-    path.parent.mkdir()
-    path.write_bytes(gzip.compress(("\n".join(rows) + "\n").encode()))
+    _fake_full_higgs(tmp_path, monkeypatch)
     np.random.seed(1)  # the authors' tabular.higgs(mode="100k"), scaled down
     expected = sorted(np.random.choice(1000 - 100, 50, replace=False).tolist())
     train = load("higgs", "train", root=tmp_path, download=False, train_size=50, train_rows="random")
