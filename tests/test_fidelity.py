@@ -204,3 +204,43 @@ def test_projection_head_output_bn():
     out = with_bn.train()(torch.randn(32, 512))
     assert torch.allclose(out.mean(0), torch.zeros(16), atol=1e-5)  # batch-normalised embeddings
     assert isinstance(prediction_head(16, 32, out_bn=True)[-1], torch.nn.BatchNorm1d)
+
+
+# ----------------------------------------------------------------------------- mixing
+def test_inputmix_pair_draws_partners_from_both_views():
+    from imix_teach.mixing import inputmix, inputmix_pair
+
+    n = 64
+    eye = torch.eye(2 * n)  # row i = one-hot of input i: outputs show who was mixed in
+    out1, out2 = inputmix_pair(eye[:n], eye[n:], generator=torch.Generator().manual_seed(0))
+    out = torch.cat([out1, out2])
+    assert torch.allclose(out.sum(1), torch.ones(2 * n)) and (out.diagonal() >= 0.5 - 1e-6).all()
+    cross = out1[:, n:].sum() + out2[:, :n].sum()  # weight taken from the other view
+    assert cross > 0.1 * n  # about half the partner weight (0.5 of each row) in expectation
+    within = inputmix(eye[:n, :n], generator=torch.Generator().manual_seed(0))  # ours: one view only
+    assert torch.allclose(within.sum(1), torch.ones(n))
+    with pytest.raises(ValueError, match="same shape"):
+        inputmix_pair(eye[:n], eye[:n - 1])
+
+
+# ----------------------------------------------------------------------------- the paper preset
+def test_paper_preset_follows_the_authors_code():
+    from imix_teach import reproduce as rp
+
+    p = rp.paper_preset()
+    assert p.mix_options == {"per_sample": True, "max_lam": True}  # builder.mixup: what produced Table 1
+    by = {s.dataset: s for s in p.datasets}
+    for name in ("cifar10", "cifar100"):
+        s = by[name]
+        assert s.train_options["crop_scale"] == (0.2, 1.0)
+        assert s.method_kwargs["npair"]["proj_bn"] and s.method_kwargs["npair"]["single_pass"]  # --proj mlpbn
+        assert not s.method_kwargs["moco"]["proj_bn"] and not s.method_kwargs["byol"]["proj_bn"]  # mlpbn1
+    sc = by["speechcommands"]
+    assert sc.train_options["recipe"] == sc.test_options["recipe"] == "authors"
+    for s in (sc, by["covtype"], by["higgs"]):
+        assert all(s.method_kwargs[m]["proj_bn"] for m in ("npair", "moco", "byol")), s.dataset
+    assert by["covtype"].train_options == by["covtype"].test_options == {"standardise": "numeric", "split_rule": "authors"}
+    assert by["higgs"].train_options["train_rows"] == by["higgs"].test_options["train_rows"] == "random"
+    mlp = rp.build_encoder(by["covtype"], (54,))
+    assert sum(q.numel() for q in mlp.parameters()) == _authors_mlp_params(groups=(10, 4, 40))
+    assert rp.cpu_preset().mix_options == {}  # the committed CPU results: one lam per batch (the paper's text)

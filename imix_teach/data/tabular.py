@@ -30,6 +30,7 @@ COVTYPE_URL = "https://archive.ics.uci.edu/ml/machine-learning-databases/covtype
 HIGGS_URL = "https://archive.ics.uci.edu/ml/machine-learning-databases/00280/HIGGS.csv.gz"
 COVTYPE_CLASSES = ["spruce/fir", "lodgepole pine", "ponderosa pine", "cottonwood/willow", "aspen",
                    "douglas-fir", "krummholz"]
+COVTYPE_GROUPS = (10, 4, 40)  # column groups: numeric, wilderness-area one-hot, soil-type one-hot
 COVTYPE_SPLIT = (11_340, 3_780)  # UCI's documented split: first 11,340 train, next 3,780 val, rest test
 HIGGS_FULL_ROWS, HIGGS_TEST_ROWS = 11_000_000, 500_000
 _KEEP_ALL_ROWS = 2_000_000  # files up to this size are held whole (a part of HIGGS); larger ones streamed
