@@ -1,6 +1,7 @@
 """Encoders and heads. Every encoder has ``out_dim``: the size of its feature vector.
 
-- :func:`cifar_resnet`: the paper's image/speech backbone (ResNet-18/50, 3x3 stride-1 stem, no max-pool).
+- :func:`cifar_resnet`: the paper's image/speech backbone (ResNet-18/50, 3x3 stride-1 stem, no max-pool);
+  :func:`imagenet_resnet`: the same with the ImageNet stem.
 - :class:`SmallConvNet`: a few-conv encoder that trains in seconds on 2 CPU cores.
 - :class:`TabularMLP`: the paper's 5-layer MLP with BN and a maxout (4 pieces) at the end.
 - :func:`projection_head` / :func:`prediction_head`: the MLPs put on top of an encoder.
@@ -14,6 +15,20 @@ from torch import nn
 from torchvision.models import resnet18, resnet50
 
 
+def imagenet_resnet(depth: int = 50) -> nn.Module:
+    """torchvision's ResNet-18/50 with its ImageNet stem (7x7 stride-2 conv + max-pool), no classifier.
+
+    (N, 3, 224, 224) -> (N, 512 or 2048); the paper's ImageNet backbone.
+    """
+    builders = {18: resnet18, 50: resnet50}
+    if depth not in builders:
+        raise ValueError(f"depth must be 18 or 50, got {depth!r}")
+    net = builders[depth](weights=None)
+    net.out_dim = net.fc.in_features
+    net.fc = nn.Identity()
+    return net
+
+
 def cifar_resnet(depth: int = 18, in_channels: int = 3) -> nn.Module:
     """torchvision's ResNet adapted to 32x32 inputs: (N, in_channels, H, W) -> (N, 512 or 2048).
 
@@ -21,14 +36,9 @@ def cifar_resnet(depth: int = 18, in_channels: int = 3) -> nn.Module:
     the first block, so CIFAR variants use a 3x3 stride-1 conv and no max-pool.
     ``in_channels=1`` is the speech model on log-mel spectrograms.
     """
-    builders = {18: resnet18, 50: resnet50}
-    if depth not in builders:
-        raise ValueError(f"depth must be 18 or 50, got {depth!r}")
-    net = builders[depth](weights=None)
+    net = imagenet_resnet(depth)
     net.conv1 = nn.Conv2d(in_channels, 64, kernel_size=3, stride=1, padding=1, bias=False)
     net.maxpool = nn.Identity()
-    net.out_dim = net.fc.in_features
-    net.fc = nn.Identity()
     return net
 
 

@@ -69,7 +69,8 @@ class DatasetSpec:
 
     encoder: ("small", width) = :func:`experiment.small_encoder`; ("resnet", depth) = the paper's
     CIFAR-stem ResNet (channels from the data); ("mlp", width_scale) = :class:`models.TabularMLP`;
-    ("mlp-authors", width_scale) = the same in the authors' layout (64-wide input layer, no last BN).
+    ("mlp-authors", width_scale) = the same in the authors' layout (64-wide input layer, no last BN);
+    ("resnet-imagenet", depth) = ResNet with the ImageNet stem.
     method_kwargs: per method name, passed to :func:`methods.build_method` (heads, EMA, queue).
     test_limit: evaluate on a fixed seeded random subset of this many test rows (kNN cost).
     paper: the Table 1 entry (a key of ``PAPER_TABLE1``) shown beside ours, if any.
@@ -229,7 +230,27 @@ def paper_preset(depth: int = 50) -> Preset:
                   mix_options=dict(PAPER_MIX), amp="auto", channels_last="auto")
 
 
-PRESETS: dict[str, Callable[..., Preset]] = {"cpu": cpu_preset, "paper": paper_preset}
+def imagenet_preset(depth: int = 50) -> Preset:
+    """The paper's ImageNet setting (Table 2, Fig. 2): MoCo v2 with i-CutMix, ResNet-50 (ImageNet stem),
+    batch 512, lr 0.03 x 512 / 256, 800 epochs, queue 65,536, tau 0.2; the authors' run.sh for the rest
+    (one lam per batch with max(lam, 1 - lam) for CutMix, 10 warm-up epochs). ImageNet-100 = their
+    ``--class-ratio 0.1`` classes."""
+    kwargs = _paper_kwargs("image")
+    kwargs["moco"] = dict(kwargs["moco"], queue_size=65_536)
+    spec = dict(encoder=("resnet-imagenet", depth), epochs=800, batch_size=512, tau=0.2, alpha=1.0, lr=0.06,
+                weight_decay=1e-4, warmup_epochs=10, method_kwargs=kwargs)
+    datasets = (
+        DatasetSpec("image", "imagenet100", notes="the authors' ImageNet-100 (random.seed(-1) classes)", **spec),
+        DatasetSpec("image", "imagenet", notes="ILSVRC-2012, 1.28M images: needs a streaming data path "
+                                               "(this loader holds images in memory)", **spec),
+    )
+    return Preset("paper-imagenet", datasets, f"the paper's ImageNet setting with i-CutMix (ResNet-{depth})",
+                  mix_options={"mode": "cutmix", "max_lam": True}, amp="auto", channels_last="auto")
+
+
+PRESETS: dict[str, Callable[..., Preset]] = {
+    "cpu": cpu_preset, "paper": paper_preset, "paper-imagenet": imagenet_preset,
+}
 
 
 def get_preset(name: str, quick: bool | None = None) -> Preset:
@@ -352,19 +373,22 @@ class ResultStore:
 def build_encoder(spec: DatasetSpec, input_shape: tuple[int, ...]) -> torch.nn.Module:
     from .experiment import small_encoder
     from .data.tabular import COVTYPE_GROUPS
-    from .models import TabularMLP, cifar_resnet
+    from .models import TabularMLP, cifar_resnet, imagenet_resnet
 
     kind, size = spec.encoder
     if kind == "small":
         return small_encoder(tuple(input_shape), width=int(size))
     if kind == "resnet":
         return cifar_resnet(int(size), in_channels=input_shape[0])
+    if kind == "resnet-imagenet":
+        return imagenet_resnet(int(size))
     if kind == "mlp":
         return TabularMLP(input_shape[0], width=float(size))
     if kind == "mlp-authors":  # 64-wide input layer (per column group on CovType), no BN before the maxout
         groups = COVTYPE_GROUPS if spec.dataset == "covtype" else None
         return TabularMLP(input_shape[0], width=float(size), stem=64, groups=groups, last_bn=False)
-    raise ValueError(f"encoder kind must be 'small', 'resnet', 'mlp' or 'mlp-authors', got {kind!r}")
+    raise ValueError("encoder kind must be 'small', 'resnet', 'resnet-imagenet', 'mlp' or 'mlp-authors', "
+                     f"got {kind!r}")
 
 
 class DataCache:
@@ -733,6 +757,6 @@ def estimate_table(rows: Sequence[dict[str, Any]]) -> str:
 
 __all__ = [
     "DOMAINS", "METHOD_CHOICES", "PAPER_TABLE1", "PRESETS", "DatasetSpec", "Preset", "RunSpec", "ResultStore",
-    "cpu_preset", "paper_preset", "get_preset", "plan", "reproduce", "execute", "summarize", "format_mean_std",
+    "cpu_preset", "paper_preset", "imagenet_preset", "get_preset", "plan", "reproduce", "execute", "summarize", "format_mean_std",
     "mean_std", "markdown_table", "plot_results", "write_outputs", "estimate", "estimate_table",
 ]

@@ -244,3 +244,18 @@ def test_paper_preset_follows_the_authors_code():
     mlp = rp.build_encoder(by["covtype"], (54,))
     assert sum(q.numel() for q in mlp.parameters()) == _authors_mlp_params(groups=(10, 4, 40))
     assert rp.cpu_preset().mix_options == {}  # the committed CPU results: one lam per batch (the paper's text)
+
+
+def test_imagenet_preset_is_the_papers_icutmix_setting():
+    from imix_teach import reproduce as rp
+
+    p = rp.get_preset("paper-imagenet")
+    assert p.mix_options == {"mode": "cutmix", "max_lam": True}  # builder.cutmix: one lam per batch, max(lam, 1-lam)
+    by = {s.dataset: s for s in p.datasets}
+    assert set(by) == {"imagenet", "imagenet100"}
+    s = by["imagenet100"]
+    assert (s.batch_size, s.epochs, s.tau, s.lr, s.warmup_epochs) == (512, 800, 0.2, 0.06, 10)
+    assert s.method_kwargs["moco"]["queue_size"] == 65_536 and s.method_kwargs["moco"]["momentum"] == 0.999
+    enc = rp.build_encoder(rp.dataclasses.replace(s, encoder=("resnet-imagenet", 18)), (3, 224, 224))
+    assert enc.eval()(torch.zeros(1, 3, 64, 64)).shape == (1, enc.out_dim) == (1, 512)
+    assert enc.conv1.kernel_size == (7, 7)  # ImageNet stem
