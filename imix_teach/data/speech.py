@@ -116,6 +116,24 @@ def _load_noise_bank(folder: Path) -> Optional[Tensor]:
 
 
 # ----------------------------------------------------------------------------- Speech Commands
+def _speechcommands_folder(src: Source, folder_name: str) -> Path:
+    """The version's folder, downloaded (SHA-256 checked by torchaudio) if missing and allowed."""
+    from torchaudio.datasets import SPEECHCOMMANDS
+
+    folder = src.root / "SpeechCommands" / folder_name
+    if not folder.is_dir():
+        if not src.download:
+            raise src.missing(f"Speech Commands {folder_name}", folder)
+        try:
+            SPEECHCOMMANDS(str(src.root), url=folder_name, download=True)
+        except Exception as err:
+            raise src.download_failed(folder_name, folder, err) from err
+    for lst in ("validation_list.txt", "testing_list.txt"):
+        if not (folder / lst).is_file():
+            raise src.missing(f"split list {lst}", folder / lst)
+    return folder
+
+
 @register(
     "speechcommands", "speech", ("train", "val", "test"),
     {"version": 1, "classes": "paper12", "silence": None, "per_class": None, "seed": 0, "recipe": "ours"},
@@ -141,19 +159,9 @@ def load_speechcommands(src: Source, split: str, version: int, classes: str, sil
     if not 0 <= frac <= 1 or (classes == "all" and frac > 0):
         raise ValueError(f"silence must be in [0, 1] (and 0 with classes='all'), got {silence!r}")
     folder_name = SC_VERSIONS[version]
-    folder = src.root / "SpeechCommands" / folder_name
+    folder = _speechcommands_folder(src, folder_name)
     from torchaudio.datasets import SPEECHCOMMANDS
 
-    if not folder.is_dir():
-        if not src.download:
-            raise src.missing(f"Speech Commands {folder_name}", folder)
-        try:  # torchaudio checks the archive's SHA-256
-            SPEECHCOMMANDS(str(src.root), url=folder_name, download=True)
-        except Exception as err:
-            raise src.download_failed(folder_name, folder, err) from err
-    for lst in ("validation_list.txt", "testing_list.txt"):
-        if not (folder / lst).is_file():
-            raise src.missing(f"split list {lst}", folder / lst)
     subset = {"train": "training", "val": "validation", "test": "testing"}[split]
     ds = SPEECHCOMMANDS(str(src.root.absolute()), url=folder_name, download=False, subset=subset)
     meta = [ds.get_metadata(i) for i in range(len(ds))]  # (relpath under SpeechCommands/, sr, word, ...)
