@@ -259,3 +259,11 @@ def test_imagenet_preset_is_the_papers_icutmix_setting():
     enc = rp.build_encoder(rp.dataclasses.replace(s, encoder=("resnet-imagenet", 18)), (3, 224, 224))
     assert enc.eval()(torch.zeros(1, 3, 64, 64)).shape == (1, enc.out_dim) == (1, 512)
     assert enc.conv1.kernel_size == (7, 7)  # ImageNet stem
+
+
+def test_authors_noise_bank_is_cut_into_one_second_pieces():
+    bank = torch.arange(3 * SR + 100, dtype=torch.float32)
+    aug = AuthorsSpeechAugment(noise_bank=bank)
+    assert aug.noise_pieces.shape == (3, SR) and aug.noise_pieces[1, 0] == SR  # the 100-sample tail dropped
+    noise = aug._noise(torch.zeros(5, SR), torch.Generator().manual_seed(0))
+    assert noise.shape == (5, SR) and set((noise[:, 0] / SR).tolist()) <= {0.0, 1.0, 2.0}

@@ -281,7 +281,9 @@ class AuthorsSpeechAugment(LogMel):
         if self.noise_pieces is None:
             rms = x.float().pow(2).mean(1, keepdim=True).sqrt().clamp(min=1e-2)
             return coloured_noise(n, length, x, g) * rms
-        pieces = self.noise_pieces.to(x.device)
+        if self.noise_pieces.device != x.device:  # moved once, then reused
+            self.noise_pieces = self.noise_pieces.to(x.device)
+        pieces = self.noise_pieces
         return pieces[(rand((n,), x, g) * len(pieces)).long().clamp(max=len(pieces) - 1)][:, :length]
 
     def __call__(self, x: Tensor, generator: Optional[torch.Generator] = None) -> Tensor:
