@@ -67,14 +67,15 @@ class ContrastiveMethod(nn.Module):
             raise ValueError(f"scale must be 'paper' or 'cpu', got {scale!r}")
         return dict(cls.cpu_overrides) if scale == "cpu" else {}
 
-    def __init__(self, encoder: nn.Module, *, proj_hidden: int = 2048, proj_dim: int = 128, tau: float = 0.2):
+    def __init__(self, encoder: nn.Module, *, proj_hidden: int = 2048, proj_dim: int = 128, tau: float = 0.2,
+                 proj_bn: bool = False):
         super().__init__()
         if not hasattr(encoder, "out_dim"):
             raise ValueError("encoder must have an `out_dim` attribute (its feature size), see imix_teach.models")
         if not tau > 0:
             raise ValueError(f"tau must be > 0, got {tau!r}")
         self.encoder = encoder
-        self.projector = projection_head(encoder.out_dim, proj_hidden, proj_dim)
+        self.projector = projection_head(encoder.out_dim, proj_hidden, proj_dim, out_bn=proj_bn)
         self.tau = tau
 
     def embed(self, x: torch.Tensor) -> torch.Tensor:

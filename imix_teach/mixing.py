@@ -175,6 +175,21 @@ def inputmix(x: torch.Tensor, *, generator: torch.Generator | None = None) -> to
     return coef[:, 0].view(shape) * x + coef[:, 1].view(shape) * x[p1] + coef[:, 2].view(shape) * x[p2]
 
 
+def inputmix_pair(
+    view1: torch.Tensor, view2: torch.Tensor, *, generator: torch.Generator | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """InputMix as the authors' code does it: partners drawn from both views together (2N).
+
+    view1, view2: (N, ...) -> both (N, ...). The 2N inputs ``cat([view1, view2])`` go through
+    :func:`inputmix` as one batch, so an input's two partners may come from either view (even its
+    own other view); the principal input is unchanged, so each output row still belongs to its pair.
+    """
+    if view1.shape != view2.shape:
+        raise ValueError(f"view1 and view2 must have the same shape, got {tuple(view1.shape)} and {tuple(view2.shape)}")
+    mixed = inputmix(torch.cat([view1, view2]), generator=generator)
+    return mixed[: view1.shape[0]], mixed[view1.shape[0]:]
+
+
 class Mixed(NamedTuple):
     """What :func:`imix` returns: mixed inputs, their mixed virtual labels, and how they were made."""
 

@@ -1,6 +1,7 @@
 """Encoders and heads. Every encoder has ``out_dim``: the size of its feature vector.
 
-- :func:`cifar_resnet`: the paper's image/speech backbone (ResNet-18/50, 3x3 stride-1 stem, no max-pool).
+- :func:`cifar_resnet`: the paper's image/speech backbone (ResNet-18/50, 3x3 stride-1 stem, no max-pool);
+  :func:`imagenet_resnet`: the same with the ImageNet stem.
 - :class:`SmallConvNet`: a few-conv encoder that trains in seconds on 2 CPU cores.
 - :class:`TabularMLP`: the paper's 5-layer MLP with BN and a maxout (4 pieces) at the end.
 - :func:`projection_head` / :func:`prediction_head`: the MLPs put on top of an encoder.
@@ -14,6 +15,20 @@ from torch import nn
 from torchvision.models import resnet18, resnet50
 
 
+def imagenet_resnet(depth: int = 50) -> nn.Module:
+    """torchvision's ResNet-18/50 with its ImageNet stem (7x7 stride-2 conv + max-pool), no classifier.
+
+    (N, 3, 224, 224) -> (N, 512 or 2048); the paper's ImageNet backbone.
+    """
+    builders = {18: resnet18, 50: resnet50}
+    if depth not in builders:
+        raise ValueError(f"depth must be 18 or 50, got {depth!r}")
+    net = builders[depth](weights=None)
+    net.out_dim = net.fc.in_features
+    net.fc = nn.Identity()
+    return net
+
+
 def cifar_resnet(depth: int = 18, in_channels: int = 3) -> nn.Module:
     """torchvision's ResNet adapted to 32x32 inputs: (N, in_channels, H, W) -> (N, 512 or 2048).
 
@@ -21,14 +36,9 @@ def cifar_resnet(depth: int = 18, in_channels: int = 3) -> nn.Module:
     the first block, so CIFAR variants use a 3x3 stride-1 conv and no max-pool.
     ``in_channels=1`` is the speech model on log-mel spectrograms.
     """
-    builders = {18: resnet18, 50: resnet50}
-    if depth not in builders:
-        raise ValueError(f"depth must be 18 or 50, got {depth!r}")
-    net = builders[depth](weights=None)
+    net = imagenet_resnet(depth)
     net.conv1 = nn.Conv2d(in_channels, 64, kernel_size=3, stride=1, padding=1, bias=False)
     net.maxpool = nn.Identity()
-    net.out_dim = net.fc.in_features
-    net.fc = nn.Identity()
     return net
 
 
@@ -63,12 +73,34 @@ class Maxout(nn.Module):
         return x.view(x.shape[0], -1, self.pieces).amax(dim=2)
 
 
+class GroupedLinear(nn.Module):
+    """One ``nn.Linear(size, out)`` per consecutive column group, outputs concatenated.
+
+    (N, sum(groups)) -> (N, out * len(groups)). The authors' tabular input layer for CoverType,
+    groups (10, 4, 40): the numeric columns, the wilderness one-hot and the soil one-hot each get
+    their own 64 units (no BN, no activation before the next layer).
+    """
+
+    def __init__(self, groups: Sequence[int], out: int):
+        super().__init__()
+        self.groups = tuple(int(g) for g in groups)
+        self.linears = nn.ModuleList(nn.Linear(g, out) for g in self.groups)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.cat([lin(part) for lin, part in zip(self.linears, x.split(self.groups, dim=1))], dim=1)
+
+
 class TabularMLP(nn.Sequential):
-    """The paper's tabular backbone: Linear-BN-ReLU layers, the last one Linear-BN-maxout.
+    """The paper's tabular backbone: Linear-BN-ReLU layers, the last one Linear-(BN)-maxout.
 
     Default widths (2048, 2048, 4096, 4096, 8192) with 4 maxout pieces give 2048 features;
     ``width`` scales every layer (``width=0.0625`` is a CPU-sized 128-128-256-256-512 -> 128).
     (N, in_features) -> (N, out_dim).
+
+    The authors' ``mlp_5layer`` differs in two ways, both options here: ``stem=64`` puts a 64-wide
+    input layer first (Linear-BN-ReLU, or with ``groups`` one plain Linear per column group, see
+    :class:`GroupedLinear`), and ``last_bn=False`` drops the BN before the maxout (that Linear
+    gets a bias instead). Defaults: this library's first version (no stem, BN before maxout).
     """
 
     def __init__(
@@ -77,28 +109,55 @@ class TabularMLP(nn.Sequential):
         widths: Sequence[int] = (2048, 2048, 4096, 4096, 8192),
         width: float = 1.0,
         pieces: int = 4,
+        stem: int = 0,
+        groups: Sequence[int] | None = None,
+        last_bn: bool = True,
     ):
+        if groups is not None and (not stem or sum(groups) != in_features):
+            raise ValueError(f"groups {groups} need stem > 0 and must sum to in_features={in_features}")
         sizes = [max(pieces, int(round(w * width))) // pieces * pieces for w in widths]
         layers: list[nn.Module] = []
         prev = in_features
+        if stem and groups is not None:
+            layers.append(GroupedLinear(groups, stem))
+            prev = stem * len(groups)
+        elif stem:
+            layers += [nn.Linear(prev, stem, bias=False), nn.BatchNorm1d(stem), nn.ReLU(inplace=True)]
+            prev = stem
         for i, size in enumerate(sizes):
-            layers += [nn.Linear(prev, size, bias=False), nn.BatchNorm1d(size)]
-            layers.append(Maxout(pieces) if i == len(sizes) - 1 else nn.ReLU(inplace=True))
+            last = i == len(sizes) - 1
+            bn = last_bn or not last
+            layers.append(nn.Linear(prev, size, bias=not bn))
+            layers += [nn.BatchNorm1d(size)] if bn else []
+            layers.append(Maxout(pieces) if last else nn.ReLU(inplace=True))
             prev = size
         super().__init__(*layers)
         self.out_dim = sizes[-1] // pieces
 
 
-def projection_head(in_dim: int, hidden_dim: int = 2048, out_dim: int = 128) -> nn.Sequential:
-    """in_dim -> hidden (BN, ReLU) -> out_dim: SimCLR/MoCo v2's head (paper: 2048-2048-128)."""
-    return nn.Sequential(
+class OutputBatchNorm(nn.BatchNorm1d):
+    """BN on a head's output (the authors' ``mlpbn`` heads); ``out_features`` as on the Linear it follows."""
+
+    @property
+    def out_features(self) -> int:
+        return self.num_features
+
+
+def projection_head(in_dim: int, hidden_dim: int = 2048, out_dim: int = 128, out_bn: bool = False) -> nn.Sequential:
+    """in_dim -> hidden (BN, ReLU) -> out_dim: SimCLR/MoCo v2's head (paper: 2048-2048-128).
+
+    ``out_bn``: a BN on the output too, the authors' choice for N-pair on CIFAR and for every
+    speech and tabular run (their ``--proj mlpbn``; ``mlpbn1`` = without).
+    """
+    layers: list[nn.Module] = [
         nn.Linear(in_dim, hidden_dim, bias=False),
         nn.BatchNorm1d(hidden_dim),
         nn.ReLU(inplace=True),
         nn.Linear(hidden_dim, out_dim),
-    )
+    ]
+    return nn.Sequential(*layers, *([OutputBatchNorm(out_dim)] if out_bn else []))
 
 
-def prediction_head(dim: int = 128, hidden_dim: int = 512) -> nn.Sequential:
-    """BYOL's predictor g: dim -> hidden (BN, ReLU) -> dim."""
-    return projection_head(dim, hidden_dim, dim)
+def prediction_head(dim: int = 128, hidden_dim: int = 512, out_bn: bool = False) -> nn.Sequential:
+    """BYOL's predictor g: dim -> hidden (BN, ReLU) -> dim (``out_bn``: the authors' tabular ``--pred mlpbn``)."""
+    return projection_head(dim, hidden_dim, dim, out_bn)

@@ -63,7 +63,8 @@ IDS = [f"{c[0]}-{c[1]}" for c in CASES]
 
 
 def test_registry_lists_every_dataset():
-    assert set(DATASETS) == {"digits", "cifar10", "cifar100", "speechcommands", "fsdd", "covtype", "higgs"}
+    assert set(DATASETS) == {"digits", "cifar10", "cifar100", "imagenet", "imagenet100", "speechcommands", "fsdd",
+                             "covtype", "higgs"}
     for info in DATASETS.values():
         assert info.domain in {"image", "speech", "tabular"} and "train" in info.splits
 
@@ -308,8 +309,8 @@ def test_fft_resample_keeps_frequency():
     assert torch.allclose(y[0, ::2], torch.sin(2 * torch.pi * 440 * t), atol=1e-3)
 
 
-def test_higgs_full_file_streaming_and_cache(tmp_path, monkeypatch):
-    """The full-file path (head + last-500k streaming, .npz cache), scaled down 11,000x."""
+def _fake_full_higgs(tmp_path: Path, monkeypatch) -> None:
+    """A 1,000-row "full" HIGGS file (test = last 100 rows), feature 0 = the row number."""
     import imix_teach.data.tabular as tab
 
     monkeypatch.setattr(tab, "HIGGS_FULL_ROWS", 1000)
@@ -320,6 +321,11 @@ def test_higgs_full_file_streaming_and_cache(tmp_path, monkeypatch):
     path = tmp_path / "higgs" / "HIGGS.csv.gz"
     path.parent.mkdir()
     path.write_bytes(gzip.compress(("\n".join(rows) + "\n").encode()))
+
+
+def test_higgs_full_file_streaming_and_cache(tmp_path, monkeypatch):
+    """The full-file path (head + last-500k streaming, .npz cache), scaled down 11,000x."""
+    _fake_full_higgs(tmp_path, monkeypatch)
     for attempt in range(2):  # the second load reads the cache
         train = load("higgs", "train", root=tmp_path, download=False, train_size=50)
         test = load("higgs", "test", root=tmp_path, download=False, train_size=50)
@@ -327,3 +333,72 @@ def test_higgs_full_file_streaming_and_cache(tmp_path, monkeypatch):
         assert row_id(train).tolist() == list(range(50)) and row_id(test).tolist() == list(range(900, 1000))
         assert train.labels.tolist() == [i % 2 for i in range(50)]
     assert list((tmp_path / ".cache").glob("higgs-*.npz"))
+
+
+def test_higgs_authors_random_rows_streamed(tmp_path, monkeypatch):
+    """train_rows="random": the authors' np.random.seed(1) choice of rows, on the streamed full-file path."""
+    _fake_full_higgs(tmp_path, monkeypatch)
+    np.random.seed(1)  # the authors' tabular.higgs(mode="100k"), scaled down
+    expected = sorted(np.random.choice(1000 - 100, 50, replace=False).tolist())
+    train = load("higgs", "train", root=tmp_path, download=False, train_size=50, train_rows="random")
+    row_id = (train.inputs[:, 0].double() * train.info["std"][0] + train.info["mean"][0]).round().long()
+    assert row_id.tolist() == expected and train.labels.tolist() == [i % 2 for i in expected]
+    first = load("higgs", "train", root=tmp_path, download=False, train_size=50)
+    assert first.info["std"][0] != train.info["std"][0]  # different rows, different statistics
+
+
+def test_covtype_authors_columns_and_rows(shared_data):
+    ours, authors = get("covtype", "train"), get("covtype", "train", standardise="numeric", split_rule="authors")
+    assert len(ours) == 11_340 and len(authors) == 15_120 == 11_340 + 3_780
+    assert len(get("covtype", "test", split_rule="authors")) == len(get("covtype", "test"))
+    assert set(authors.inputs[:, 10:].unique().tolist()) == {0.0, 1.0}  # one-hot columns left as 0/1
+    assert torch.allclose(authors.inputs[:, :10].mean(0), torch.zeros(10), atol=1e-4)
+    assert not set(ours.inputs[:, 10:].unique().tolist()) <= {0.0, 1.0}
+    with pytest.raises(ValueError, match="val split"):
+        load("covtype", "val", root=shared_data, download=False, split_rule="authors")
+
+
+def _tiny_imagenet(root: Path, n_classes: int = 20, per_class: int = 3) -> list[str]:
+    """A generated ImageFolder tree ``root/imagenet/{train,val}/<wnid>/*.JPEG`` of odd-sized images."""
+    from PIL import Image
+
+    wnids = [f"n{1000 + 37 * i:08d}" for i in range(n_classes)]
+    for split in ("train", "val"):
+        for wnid in wnids:
+            (root / "imagenet" / split / wnid).mkdir(parents=True)
+            for k in range(per_class):
+                w, h = 40 + 8 * k, 30  # landscape: the centre square keeps the white middle
+                img = np.zeros((h, w, 3), np.uint8)
+                img[:, (w - h) // 2:(w + h) // 2] = 255
+                Image.fromarray(img).save(root / "imagenet" / split / wnid / f"{wnid}_{k}.png")
+    return wnids
+
+
+def test_imagenet_loaders_on_a_generated_folder(tmp_path):
+    import random
+
+    wnids = _tiny_imagenet(tmp_path)
+    full = load("imagenet", "train", root=tmp_path, download=False, image_size=16, load_size=20)
+    assert full.classes == wnids and full.inputs.shape == (60, 3, 20, 20) and full.inputs.dtype == torch.uint8
+    assert (full.inputs[:, 1, :, 2:-2] == 255).all()  # shorter side to 20 px, then the centre square
+    assert full.transform(full.inputs).shape == (60, 3, 16, 16)
+    assert full.augment(full.inputs[:8], torch.Generator().manual_seed(0)).shape == (8, 3, 16, 16)
+    random.seed(-1)  # the authors' folder.py with --class-ratio 0.1
+    expected = sorted(random.sample(sorted(wnids), round(len(wnids) * 0.1)))
+    sub = load("imagenet100", "test", root=tmp_path, download=False, image_size=16, load_size=20, per_class=2)
+    assert sub.classes == expected and len(sub) == 4 and sub.info["source"].endswith("val")
+    assert sub.labels.tolist() == [0, 0, 1, 1]
+    with pytest.raises(FileNotFoundError):
+        load("imagenet", "train", root=tmp_path / "nowhere", download=False)
+
+
+def test_gaussian_blur_matches_torchvision():
+    from torchvision.transforms.v2 import functional as TF
+
+    from imix_teach.data.augment import gaussian_blur
+
+    x = torch.rand(2, 3, 24, 24, generator=torch.Generator().manual_seed(0))
+    ours = gaussian_blur(x, torch.tensor([1.0, 1.0]))
+    ref = TF.gaussian_blur(x, kernel_size=[7, 7], sigma=[1.0, 1.0])  # 3 sigma each side, reflect padding
+    assert torch.allclose(ours, ref, atol=1e-5)
+    assert torch.allclose(gaussian_blur(x, torch.tensor([0.1, 2.0]))[0], x[0], atol=1e-3)  # sigma 0.1: ~identity

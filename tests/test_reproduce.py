@@ -167,7 +167,7 @@ def test_paper_preset_matches_spec_section_3():
         s = by[name]
         assert (s.domain, s.encoder, s.batch_size, s.tau, s.alpha, s.epochs) == ("image", ("resnet", 50), 256, 0.2, 1.0, 4000)
         assert s.lr is None and s.weight_decay == 1e-4 and s.warmup_epochs == 10  # lr = 0.125 * 256 / 256
-        assert s.method_kwargs["npair"] == dict(proj_hidden=2048, proj_dim=128)
+        assert (s.method_kwargs["npair"]["proj_hidden"], s.method_kwargs["npair"]["proj_dim"]) == (2048, 128)
         assert s.method_kwargs["moco"]["queue_size"] == 4096 and s.method_kwargs["moco"]["momentum"] == 0.999
         assert s.method_kwargs["byol"]["momentum"] == 0.999
         assert s.evaluate == ("linear", "knn") and s.probe_epochs == 100
@@ -177,7 +177,7 @@ def test_paper_preset_matches_spec_section_3():
     for name in ("covtype", "higgs"):
         s = by[name]
         assert (s.domain, s.batch_size, s.epochs, s.tau, s.alpha) == ("tabular", 512, 500, 0.1, 2.0)
-        assert s.method_kwargs["npair"] == dict(proj_hidden=2048, proj_dim=128)
+        assert (s.method_kwargs["npair"]["proj_hidden"], s.method_kwargs["npair"]["proj_dim"]) == (2048, 128)
         mlp = TabularMLP(54, width=s.encoder[1])
         assert [m.out_features for m in mlp if isinstance(m, torch.nn.Linear)] == [2048, 2048, 4096, 4096, 8192]
         assert mlp.out_dim == 2048  # maxout with 4 pieces

@@ -14,10 +14,13 @@ name                    domain   splits              options (default)
 ======================  =======  ==================  =====================================================
 ``digits``              image    train, test         image_size (16), test_size (500), seed, per_class
 ``cifar10``/``cifar100``  image  train, test         per_class (None), seed (0), image_size (32), crop_scale
-``speechcommands``      speech   train, val, test    version (1), classes ("paper12"), silence, per_class, seed
-``fsdd``                speech   train, test         per_class, seed
-``covtype``             tabular  train, val, test    mask_columns ("numeric"), mask_p (0.2), per_class, seed
-``higgs``               tabular  train, test         train_size (100000), test_fraction (0.2), mask_p, per_class, seed
+``imagenet``/``imagenet100`` image train, test       image_size (224), load_size (256), per_class, seed
+``speechcommands``      speech   train, val, test    version (1), classes ("paper12"), silence, per_class, seed, recipe
+``fsdd``                speech   train, test         per_class, seed, recipe ("ours" / "authors")
+``covtype``             tabular  train, val, test    mask_columns ("numeric"), mask_p (0.2), per_class, seed,
+                                                     standardise ("all"), split_rule ("uci")
+``higgs``               tabular  train, test         train_size (100000), test_fraction (0.2), mask_p, per_class, seed,
+                                                     train_rows ("first")
 ======================  =======  ==================  =====================================================
 
 Root: ``root`` argument, else ``$IMIX_DATA``, else ``~/.cache/imix_teach``. ``download=None``
@@ -25,7 +28,7 @@ downloads missing data unless ``$IMIX_OFFLINE`` is set. See ``data/README.md`` f
 """
 from __future__ import annotations
 
-from . import image, speech, tabular  # noqa: F401  (registers the loaders)
+from . import image, imagenet, speech, tabular  # noqa: F401  (registers the loaders)
 from .augment import ImageAugment, ImageTransform, MaskingNoise, TabularTransform, ViewsDataset
 from .base import DATASETS, DatasetInfo, DomainData, load
 from .speech import LogMel, SpeechAugment

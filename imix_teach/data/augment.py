@@ -86,6 +86,23 @@ def color_jitter(x: Tensor, b: Tensor, c: Tensor, s: Tensor, h: Tensor) -> Tenso
     return hsv_to_rgb(hue, sat, val)
 
 
+def gaussian_blur(x: Tensor, sigma: Tensor) -> Tensor:
+    """Per-sample Gaussian blur of (N, C, H, W), std ``sigma`` (N,) in pixels: separable, reflect padding.
+
+    The kernel reaches 3 sigma of the largest sigma in the batch (PIL's ``GaussianBlur(radius=sigma)``
+    that the authors use blurs with the same standard deviation).
+    """
+    n, c, h, w = x.shape
+    radius = max(1, min(int(math.ceil(3 * float(sigma.max()))), h - 1, w - 1))
+    t = torch.arange(-radius, radius + 1, device=x.device, dtype=x.dtype)
+    k = torch.exp(-0.5 * (t[None] / sigma.to(x.dtype)[:, None]) ** 2)
+    k = (k / k.sum(1, keepdim=True)).repeat_interleave(c, 0)  # (N*C, 2r+1)
+    y = F.pad(x.reshape(1, n * c, h, w), (radius, radius, 0, 0), mode="reflect")
+    y = F.conv2d(y, k.view(n * c, 1, 1, -1), groups=n * c)
+    y = F.conv2d(F.pad(y, (0, 0, radius, radius), mode="reflect"), k.view(n * c, 1, -1, 1), groups=n * c)
+    return y.view(n, c, h, w)
+
+
 class ImageTransform:
     """Evaluation transform: uint8 (N, C, H, W) -> float32 (N, C, H, W), ``(x/255 - mean) / std``."""
 
@@ -113,6 +130,7 @@ class ImageAugment(ImageTransform):
         gray_p: grayscale probability; RGB only.
         rotate: max rotation in degrees (uniform +-rotate), 0 = none.
         noise: std of Gaussian noise added in [0, 1] pixel units before normalisation, 0 = none.
+        blur_p, blur_sigma: probability and std range (pixels) of a Gaussian blur (ImageNet: 0.5, (0.1, 2)).
     """
 
     def __init__(
@@ -128,11 +146,13 @@ class ImageAugment(ImageTransform):
         gray_p: float = 0.2,
         rotate: float = 0.0,
         noise: float = 0.0,
+        blur_p: float = 0.0,
+        blur_sigma: tuple[float, float] = (0.1, 2.0),
     ):
         super().__init__(mean, std)
         self.size, self.scale, self.ratio = tuple(size), tuple(scale), tuple(ratio)
         self.flip, self.jitter_p, self.jitter, self.gray_p = flip, jitter_p, tuple(jitter), gray_p
-        self.rotate, self.noise = rotate, noise
+        self.rotate, self.noise, self.blur_p, self.blur_sigma = rotate, noise, blur_p, tuple(blur_sigma)
 
     def crop_matrices(self, x: Tensor, generator: Optional[torch.Generator]) -> Tensor:
         """(N, 2, 3) affine matrices mapping output coords in [-1, 1] to a random box of the input.
@@ -170,6 +190,10 @@ class ImageAugment(ImageTransform):
         if c == 3 and self.gray_p > 0:
             apply = (rand((n,), x, generator) < self.gray_p).view(-1, 1, 1, 1)
             x = torch.where(apply, grayscale(x).expand(-1, 3, -1, -1), x)
+        if self.blur_p > 0:
+            sigma = uniform(n, *self.blur_sigma, x, generator)
+            apply = (rand((n,), x, generator) < self.blur_p).view(-1, 1, 1, 1)
+            x = torch.where(apply, gaussian_blur(x, sigma), x)
         if self.noise > 0:
             x = x + self.noise * randn(tuple(x.shape), x, generator)
         return self.normalize(x)
@@ -188,6 +212,9 @@ class ImageAugment(ImageTransform):
             steps.append(v2.RandomApply([v2.ColorJitter(*self.jitter)], p=self.jitter_p))
         if len(self.mean) == 3 and self.gray_p > 0:
             steps.append(v2.RandomGrayscale(self.gray_p))
+        if self.blur_p > 0:
+            kernel = 2 * math.ceil(3 * self.blur_sigma[1]) + 1
+            steps.append(v2.RandomApply([v2.GaussianBlur(kernel, self.blur_sigma)], p=self.blur_p))
         steps += [v2.ToDtype(torch.float32, scale=True), v2.Normalize(list(self.mean), list(self.std))]
         return v2.Compose(steps)
 

@@ -1,24 +1,22 @@
 """Speech datasets (Google Speech Commands, Free Spoken Digit Dataset) and their views.
 
 ``inputs`` are float32 waveforms (N, 16000): 1 s at 16 kHz (shorter clips zero-padded at the
-end, longer ones centre-cropped). The model sees log-mel spectrograms (N, 1, 32, 32):
-torchaudio ``MelSpectrogram`` (16 kHz, n_fft 2048, hop 512, 32 mels, power 2) ->
-``AmplitudeToDB`` (power, top_db 80, i.e. librosa's ``power_to_db``) -> fixed normalisation.
+end, longer ones centre-cropped). The model sees 32x32 log-mel spectrograms (N, 1, 32, 32)
+(2048-point STFT, hop 512, 32 mel bands, dB), made by one of two recipes (loader option
+``recipe``, see :mod:`imix_teach.data.speech_features`):
+
+- ``"ours"`` (default; the committed CPU results): torchaudio's HTK mel, dB relative to power 1
+  (a clip's loudness stays in the features), fixed normalisation ``DB_STATS``; views with
+  amplitude, speed + shift +-0.1 s about the centre, waveform noise at SNR 5-20 dB, stretch.
+- ``"authors"`` (the paper preset): the authors' code, i.e. librosa's Slaney mel with area
+  normalisation and ``power_to_db(ref=np.max)`` (every clip peaks at 0 dB), no further
+  normalisation; views as their transforms: amplitude, speed from the start, STFT stretch, shift
+  +-8 frames (0.256 s), noise mixed as (1 - p) clip + p noise with p ~ U(0, 0.45).
 
 WAV files are decoded with ``soundfile`` (libsndfile), not ``torchaudio.load``: since
 torchaudio 2.9 ``load`` goes through TorchCodec/FFmpeg, which hosted runtimes may lack.
 torchaudio still provides the Speech Commands split lists (``SPEECHCOMMANDS``), the checked
 download and the spectrogram modules; FSDD's 8 kHz clips are resampled with an FFT (fast for batches).
-
-Augmentation (the paper's list, each applied to a sample with probability 0.5), batched:
-
-- amplitude x U(0.7, 1.1);
-- speed/pitch x U(0.8, 1.2): the waveform is resampled by linear interpolation about its centre;
-- time shift by U(-0.1, 0.1) s (merged with the speed change into one interpolation);
-- background noise at SNR U(5, 20) dB: segments of ``_background_noise_/*.wav`` when the copy
-  has them, else synthetic coloured noise (power spectrum 1/f^beta, beta ~ U(0, 2): white to brown);
-- time stretch x U(0.8, 1.2) in the frequency domain: the mel spectrogram's time axis is
-  resampled (duration changes, pitch does not), as the authors' STFT-domain stretch.
 """
 from __future__ import annotations
 
@@ -30,12 +28,10 @@ from typing import Optional
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
-from .base import DomainData, Source, check_choice, check_int, fetch, per_class_indices, rand, randn, register, uniform
-
-SAMPLE_RATE = 16_000
+from .base import DomainData, Source, check_choice, check_int, fetch, per_class_indices, register
+from .speech_features import RECIPES, SAMPLE_RATE, AuthorsSpeechAugment, LogMel, SpeechAugment
 PAPER_WORDS = ["yes", "no", "up", "down", "left", "right", "on", "off", "stop", "go"]
 SC_VERSIONS = {1: "speech_commands_v0.01", 2: "speech_commands_v0.02"}
 FSDD_URL = "https://github.com/Jakobovski/free-spoken-digit-dataset/archive/refs/tags/v1.0.10.tar.gz"
@@ -44,8 +40,6 @@ FSDD_NAME = re.compile(r"^(\d)_([A-Za-z]+)_(\d+)\.wav$")
 # values of the offline training clips (Speech Commands without silence; FSDD, whose clips are
 # mostly zero padding, sits lower).
 DB_STATS = {"speechcommands": (-11.0, 20.0), "fsdd": (-32.0, 26.0)}
-
-_MEL: dict[str, torch.nn.Module] = {}
 
 
 def read_wav(path: Path) -> tuple[np.ndarray, int]:
@@ -100,139 +94,14 @@ def read_clips(paths: list[Path], seconds: float = 1.0) -> Tensor:
     return out
 
 
-# ----------------------------------------------------------------------------- features
-def mel_module(device: torch.device | str) -> torch.nn.Module:
-    """MelSpectrogram -> AmplitudeToDB, built once per device: (N, 1, 16000) -> (N, 1, 32, 32)."""
-    key = str(torch.device(device))
-    if key not in _MEL:
-        import torchaudio.transforms as T
-
-        mel = T.MelSpectrogram(sample_rate=SAMPLE_RATE, n_fft=2048, hop_length=512, n_mels=32, power=2.0)
-        _MEL[key] = torch.nn.ModuleDict({"mel": mel, "db": T.AmplitudeToDB("power", top_db=80.0)}).to(device)
-    return _MEL[key]
-
-
-class LogMel:
-    """Evaluation transform: waveforms (N, L) -> normalised log-mel (N, 1, 32, 32) float32.
-
-    ``(dB - db_mean) / db_std`` with fixed constants (see ``DB_STATS``).
-    """
-
-    frames = 32
-
-    def __init__(self, db_mean: float = -11.0, db_std: float = 20.0):
-        self.db_mean, self.db_std = db_mean, db_std
-
-    def power(self, x: Tensor) -> Tensor:
-        """(N, L) -> mel power spectrogram (N, 1, 32, T).
-
-        Same numbers as the torchaudio ``MelSpectrogram`` module, whose STFT window and mel
-        filterbank it uses; |STFT|^2 is taken as re^2 + im^2 because complex ``abs`` is slow on CPU.
-        """
-        mel = mel_module(x.device)["mel"]
-        spec = mel.spectrogram
-        stft = torch.stft(x.float(), spec.n_fft, spec.hop_length, spec.win_length, spec.window, center=spec.center,
-                          pad_mode=spec.pad_mode, normalized=False, onesided=True, return_complex=True)
-        power = torch.view_as_real(stft).pow(2).sum(-1)  # (N, n_fft // 2 + 1, T)
-        return mel.mel_scale(power).unsqueeze(1)
-
-    def to_db(self, p: Tensor) -> Tensor:
-        """(N, 1, 32, T) power -> (N, 1, 32, 32) normalised dB (top_db 80 per sample; time padded/cut)."""
-        db = mel_module(p.device)["db"](p)
-        t = db.shape[-1]
-        if t < self.frames:
-            db = F.pad(db, (0, self.frames - t), value=float(db.amin()))
-        return (db[..., : self.frames] - self.db_mean) / self.db_std
-
-    def __call__(self, x: Tensor) -> Tensor:
-        return self.to_db(self.power(x))
-
-
-class SpeechAugment(LogMel):
-    """Random view: waveforms (N, L) -> normalised log-mel (N, 1, 32, 32); see the module docstring.
-
-    ``noise_bank``: 1-D float32 waveform of background noise (16 kHz), or None for synthetic noise.
-    ``ops``: the augmentations in use (default all of ``OPS``), each applied with probability ``p``.
-    The random numbers drawn do not depend on ``ops``, so a seed gives the same draws either way.
-    """
-
-    OPS = ("gain", "speed", "shift", "noise", "stretch")
-
-    def __init__(self, db_mean: float = -11.0, db_std: float = 20.0, noise_bank: Optional[Tensor] = None,
-                 p: float = 0.5, gain=(0.7, 1.1), speed: float = 0.2, shift_s: float = 0.1, snr_db=(5.0, 20.0),
-                 stretch: float = 0.2, ops: tuple[str, ...] = OPS):
-        super().__init__(db_mean, db_std)
-        unknown = set(ops) - set(self.OPS)
-        if unknown:
-            raise ValueError(f"ops has unknown entries {sorted(unknown)}; valid: {list(self.OPS)}")
-        self.noise_bank, self.p, self.gain, self.speed = noise_bank, p, gain, speed
-        self.shift_s, self.snr_db, self.stretch, self.ops = shift_s, snr_db, stretch, tuple(ops)
-        self._bank: dict[str, Tensor] = {}
-
-    def _coin(self, n: int, x: Tensor, g, op: str) -> Tensor:
-        return (rand((n,), x, g) < self.p) & (op in self.ops)
-
-    def _noise(self, n: int, length: int, x: Tensor, g) -> Tensor:
-        """(n, length) noise with unit RMS."""
-        if self.noise_bank is not None and len(self.noise_bank) > length:
-            key = str(x.device)
-            if key not in self._bank:
-                self._bank[key] = self.noise_bank.to(x.device)
-            bank = self._bank[key]
-            start = (rand((n,), x, g) * (len(bank) - length)).long()
-            noise = bank[start[:, None] + torch.arange(length, device=x.device)]
-        else:
-            white = randn((n, length), x, g)
-            beta = uniform(n, 0.0, 2.0, x, g)
-            freqs = torch.arange(length // 2 + 1, device=x.device).clamp(min=1).float()
-            shaped = torch.fft.rfft(white) * freqs.pow(-beta[:, None] / 2)
-            noise = torch.fft.irfft(shaped, n=length)
-        noise = noise - noise.mean(1, keepdim=True)
-        return noise / noise.pow(2).mean(1, keepdim=True).sqrt().clamp(min=1e-8)
-
-    def waveform_view(self, x: Tensor, generator: Optional[torch.Generator] = None) -> Tensor:
-        """Time-domain part: (N, L) -> (N, L): amplitude, speed/pitch + shift, background noise."""
-        x = x.float()
-        n, length = x.shape
-        one, zero = torch.ones(n, device=x.device), torch.zeros(n, device=x.device)
-        gain = torch.where(self._coin(n, x, generator, "gain"), uniform(n, *self.gain, x, generator), one)
-        speed = torch.where(self._coin(n, x, generator, "speed"),
-                            uniform(n, 1 - self.speed, 1 + self.speed, x, generator), one)
-        shift = self.shift_s * SAMPLE_RATE
-        shift = torch.where(self._coin(n, x, generator, "shift"), uniform(n, -shift, shift, x, generator), zero)
-        # output sample t reads input position c + speed * (t - c) - shift, c = the centre; in
-        # grid_sample's [-1, 1] coordinates that is speed * u - 2 shift / (L - 1): one linear
-        # interpolation for the whole batch (zeros outside the clip)
-        u = torch.linspace(-1.0, 1.0, length, device=x.device)
-        gx = speed[:, None] * u[None] - shift[:, None] * (2.0 / (length - 1))
-        grid = torch.stack([gx, torch.zeros_like(gx)], -1).unsqueeze(1)  # (N, 1, L, 2)
-        y = F.grid_sample(x.reshape(n, 1, 1, length), grid, mode="bilinear", padding_mode="zeros",
-                          align_corners=True).view(n, length) * gain[:, None]
-        use = self._coin(n, x, generator, "noise")
-        snr = uniform(n, *self.snr_db, x, generator)
-        rms = y.pow(2).mean(1).sqrt().clamp(min=1e-2)  # floor: silence clips get faint noise too
-        scale = torch.where(use, rms * 10 ** (-snr / 20), zero)
-        return y + scale[:, None] * self._noise(n, length, x, generator)
-
-    def __call__(self, x: Tensor, generator: Optional[torch.Generator] = None) -> Tensor:
-        y = self.waveform_view(x, generator)
-        p = self.power(y)  # (N, 1, 32, T)
-        n = p.shape[0]
-        rate = torch.where(self._coin(n, y, generator, "stretch"),
-                           uniform(n, 1 - self.stretch, 1 + self.stretch, y, generator), torch.ones(n, device=y.device))
-        theta = torch.zeros(n, 2, 3, device=y.device)
-        theta[:, 0, 0], theta[:, 1, 1] = rate, 1.0  # x (time) read at rate * u: stretch about the centre
-        grid = F.affine_grid(theta, list(p.shape), align_corners=False)
-        p = F.grid_sample(p, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
-        return self.to_db(p)
-
-
 def _speech_data(src: Source, split: str, waves: Tensor, labels: Tensor, classes: list[str],
-                 bank: Optional[Tensor], info: dict) -> DomainData:
-    stats = DB_STATS[src.name]
-    info = {**info, "db_mean": stats[0], "db_std": stats[1]}
+                 bank: Optional[Tensor], info: dict, recipe: str) -> DomainData:
+    check_choice("recipe", recipe, RECIPES)
+    stats = DB_STATS[src.name] if recipe == "ours" else (0.0, 1.0)  # the authors feed raw dB
+    info = {**info, "recipe": recipe, "db_mean": stats[0], "db_std": stats[1]}
+    aug = SpeechAugment if recipe == "ours" else AuthorsSpeechAugment
     return DomainData(src.name, "speech", split, waves, labels, classes, (1, 32, 32),
-                      SpeechAugment(*stats, noise_bank=bank), LogMel(*stats), info)
+                      aug(*stats, noise_bank=bank), LogMel(*stats, recipe=recipe), info)
 
 
 def _load_noise_bank(folder: Path) -> Optional[Tensor]:
@@ -247,13 +116,31 @@ def _load_noise_bank(folder: Path) -> Optional[Tensor]:
 
 
 # ----------------------------------------------------------------------------- Speech Commands
+def _speechcommands_folder(src: Source, folder_name: str) -> Path:
+    """The version's folder, downloaded (SHA-256 checked by torchaudio) if missing and allowed."""
+    from torchaudio.datasets import SPEECHCOMMANDS
+
+    folder = src.root / "SpeechCommands" / folder_name
+    if not folder.is_dir():
+        if not src.download:
+            raise src.missing(f"Speech Commands {folder_name}", folder)
+        try:
+            SPEECHCOMMANDS(str(src.root), url=folder_name, download=True)
+        except Exception as err:
+            raise src.download_failed(folder_name, folder, err) from err
+    for lst in ("validation_list.txt", "testing_list.txt"):
+        if not (folder / lst).is_file():
+            raise src.missing(f"split list {lst}", folder / lst)
+    return folder
+
+
 @register(
     "speechcommands", "speech", ("train", "val", "test"),
-    {"version": 1, "classes": "paper12", "silence": None, "per_class": None, "seed": 0},
+    {"version": 1, "classes": "paper12", "silence": None, "per_class": None, "seed": 0, "recipe": "ours"},
     "Google Speech Commands v0.01/v0.02, 1 s 16 kHz clips; paper's 12 classes (10 words, unknown, silence)",
 )
 def load_speechcommands(src: Source, split: str, version: int, classes: str, silence: float | None,
-                        per_class: int | None, seed: int) -> DomainData:
+                        per_class: int | None, seed: int, recipe: str) -> DomainData:
     """Speech Commands under ``<root>/SpeechCommands/speech_commands_v0.0{version}/``.
 
     Splits exactly as torchaudio's ``SPEECHCOMMANDS`` (``validation_list.txt``, ``testing_list.txt``,
@@ -272,19 +159,9 @@ def load_speechcommands(src: Source, split: str, version: int, classes: str, sil
     if not 0 <= frac <= 1 or (classes == "all" and frac > 0):
         raise ValueError(f"silence must be in [0, 1] (and 0 with classes='all'), got {silence!r}")
     folder_name = SC_VERSIONS[version]
-    folder = src.root / "SpeechCommands" / folder_name
+    folder = _speechcommands_folder(src, folder_name)
     from torchaudio.datasets import SPEECHCOMMANDS
 
-    if not folder.is_dir():
-        if not src.download:
-            raise src.missing(f"Speech Commands {folder_name}", folder)
-        try:  # torchaudio checks the archive's SHA-256
-            SPEECHCOMMANDS(str(src.root), url=folder_name, download=True)
-        except Exception as err:
-            raise src.download_failed(folder_name, folder, err) from err
-    for lst in ("validation_list.txt", "testing_list.txt"):
-        if not (folder / lst).is_file():
-            raise src.missing(f"split list {lst}", folder / lst)
     subset = {"train": "training", "val": "validation", "test": "testing"}[split]
     ds = SPEECHCOMMANDS(str(src.root.absolute()), url=folder_name, download=False, subset=subset)
     meta = [ds.get_metadata(i) for i in range(len(ds))]  # (relpath under SpeechCommands/, sr, word, ...)
@@ -315,7 +192,7 @@ def load_speechcommands(src: Source, split: str, version: int, classes: str, sil
     bank = _load_noise_bank(folder / "_background_noise_")
     info = {"source": str(folder), "files": files, "silence_clips": n_sil,
             "noise": "_background_noise_ files" if bank is not None else "synthetic coloured noise (no noise files)"}
-    return _speech_data(src, split, waves, labels, names, bank, info)
+    return _speech_data(src, split, waves, labels, names, bank, info, recipe)
 
 
 # ----------------------------------------------------------------------------- FSDD
@@ -331,10 +208,10 @@ def _download_fsdd(src: Source, folder: Path) -> None:
 
 
 @register(
-    "fsdd", "speech", ("train", "test"), {"per_class": None, "seed": 0},
+    "fsdd", "speech", ("train", "test"), {"per_class": None, "seed": 0, "recipe": "ours"},
     "Free Spoken Digit Dataset: 3,000 8 kHz recordings of digits 0-9 by 6 speakers, resampled to 16 kHz",
 )
-def load_fsdd(src: Source, split: str, per_class: int | None, seed: int) -> DomainData:
+def load_fsdd(src: Source, split: str, per_class: int | None, seed: int, recipe: str) -> DomainData:
     """FSDD from ``<root>/fsdd/recordings/<digit>_<speaker>_<index>.wav`` (8 kHz -> 16 kHz).
 
     Split (the dataset's own rule): index 0-4 of each speaker and digit -> test (300), rest train (2,700).
@@ -362,4 +239,4 @@ def load_fsdd(src: Source, split: str, per_class: int | None, seed: int) -> Doma
     info = {"source": str(folder), "files": [e[3].name for e in entries],
             "split_rule": "index 0-4 of each speaker+digit -> test, the rest train",
             "noise": "synthetic coloured noise (FSDD has no noise files)"}
-    return _speech_data(src, split, waves, labels, [str(d) for d in range(10)], None, info)
+    return _speech_data(src, split, waves, labels, [str(d) for d in range(10)], None, info, recipe)

@@ -30,6 +30,7 @@ COVTYPE_URL = "https://archive.ics.uci.edu/ml/machine-learning-databases/covtype
 HIGGS_URL = "https://archive.ics.uci.edu/ml/machine-learning-databases/00280/HIGGS.csv.gz"
 COVTYPE_CLASSES = ["spruce/fir", "lodgepole pine", "ponderosa pine", "cottonwood/willow", "aspen",
                    "douglas-fir", "krummholz"]
+COVTYPE_GROUPS = (10, 4, 40)  # column groups: numeric, wilderness-area one-hot, soil-type one-hot
 COVTYPE_SPLIT = (11_340, 3_780)  # UCI's documented split: first 11,340 train, next 3,780 val, rest test
 HIGGS_FULL_ROWS, HIGGS_TEST_ROWS = 11_000_000, 500_000
 _KEEP_ALL_ROWS = 2_000_000  # files up to this size are held whole (a part of HIGGS); larger ones streamed
@@ -74,7 +75,7 @@ def iter_csv_gz(path: Path, n_cols: int, block_bytes: int | None = None) -> Iter
         f.close()
 
 
-def standardise(x: np.ndarray, train_rows: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def standardise_columns(x: np.ndarray, train_rows: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(x - mean) / std with mean, std (F,) of ``x[train_rows]`` only; zero std -> 1."""
     train = x[train_rows].astype(np.float64)
     mean, std = train.mean(0), train.std(0)
@@ -102,11 +103,12 @@ def _ensure(src: Source, path: Path, url: str) -> Path:
 
 @register(
     "covtype", "tabular", ("train", "val", "test"),
-    {"mask_columns": "numeric", "mask_p": 0.2, "per_class": None, "seed": 0},
+    {"mask_columns": "numeric", "mask_p": 0.2, "per_class": None, "seed": 0, "standardise": "all",
+     "split_rule": "uci"},
     "UCI CoverType: 54 features (10 numeric + 44 one-hot), 7 forest cover classes",
 )
 def load_covtype(src: Source, split: str, mask_columns: str, mask_p: float, per_class: int | None,
-                 seed: int) -> DomainData:
+                 seed: int, standardise: str, split_rule: str) -> DomainData:
     """CoverType from ``<root>/covtype/covtype.data.gz`` (54 features, class 1..7 -> label 0..6).
 
     Split by row ranges, UCI's documented rule: rows [0, 11340) train, [11340, 15120) val, the
@@ -114,8 +116,16 @@ def load_covtype(src: Source, split: str, mask_columns: str, mask_p: float, per_
     part (92,962 random rows, numeric columns already min-max scaled by its publisher) uses the
     same ranges, so its splits follow the natural class imbalance.
     ``mask_columns``: "numeric" (default, the first 10 columns) or "all".
+    ``standardise``: "all" 54 columns (default) or only the 10 "numeric" ones (the authors' code;
+    the one-hot columns stay 0/1). ``split_rule``: "uci" (above) or "authors": train = the first
+    15,120 rows (UCI's train + val, as the authors' code pretrains and probes on), no val split.
+    Statistics always come from the train rows (the authors' code uses the whole file's).
     """
     check_choice("mask_columns", mask_columns, ("numeric", "all"))
+    check_choice("standardise", standardise, ("all", "numeric"))
+    check_choice("split_rule", split_rule, ("uci", "authors"))
+    if split == "val" and split_rule == "authors":
+        raise ValueError("covtype has no val split with split_rule='authors' (its train split holds UCI's val rows)")
     check_int("per_class", per_class, 1, allow_none=True)
     if not 0 <= mask_p <= 1:
         raise ValueError(f"mask_p must be in [0, 1], got {mask_p!r}")
@@ -127,13 +137,19 @@ def load_covtype(src: Source, split: str, mask_columns: str, mask_p: float, per_
     y = data[:, 54].astype(np.int64) - 1
     if y.min() < 0 or y.max() > 6:
         raise ValueError(f"{path}: class column must hold 1..7, found {y.min() + 1}..{y.max() + 1}")
-    x, mean, std = standardise(data[:, :54], np.arange(n_train))
+    if split_rule == "authors":
+        n_train, n_val = n_train + n_val, 0
+    n_cols = 10 if standardise == "numeric" else 54
+    x = data[:, :54].copy()
+    x[:, :n_cols], mean, std = standardise_columns(data[:, :n_cols], np.arange(n_train))
     bounds = {"train": (0, n_train), "val": (n_train, n_train + n_val), "test": (n_train + n_val, None)}
     rows = slice(*bounds[split])
     cols = torch.zeros(54, dtype=torch.bool)
     cols[: 10 if mask_columns == "numeric" else 54] = True
     info = {"source": str(path), "rows_in_file": len(data), "mean": mean, "std": std,
-            "split_rule": "rows [0,11340) train, [11340,15120) val, rest test (UCI)"}
+            "standardised_columns": n_cols,
+            "split_rule": "rows [0,11340) train, [11340,15120) val, rest test (UCI)" if split_rule == "uci"
+            else "rows [0,15120) train, rest test (the authors' code)"}
     return _finish(src, split, x[rows], y[rows], COVTYPE_CLASSES, MaskingNoise(mask_p, cols), per_class, seed, info)
 
 
@@ -149,33 +165,48 @@ def higgs_rows(total: int, train_size: int | None, test_fraction: float) -> tupl
     return slice(0, n_train), slice(total - n_test, total)
 
 
-def _read_higgs(src: Source, path: Path, train_size: int | None) -> tuple[np.ndarray, int, bool]:
-    """All rows of a part (<= 2M rows), or for the full file the first ``train_size`` plus the last
-    500k rows stacked (with the true total). Returns (rows, total, streamed)."""
+def higgs_train_index(pool: int, train_size: int | None, train_rows: str) -> np.ndarray:
+    """Sorted indices of the training rows among the first ``pool`` (non-test) rows.
+
+    "first": rows 0 .. train_size - 1. "random": the authors' Higgs100k rows,
+    ``np.random.seed(1); np.random.choice(pool, train_size, replace=False)`` (legacy NumPy
+    generator, stable across versions). None or train_size >= pool: every row.
+    """
+    if train_size is None or train_size >= pool:
+        return np.arange(pool)
+    if train_rows == "first":
+        return np.arange(train_size)
+    return np.sort(np.random.RandomState(1).choice(pool, train_size, replace=False))
+
+
+def _read_higgs(src: Source, path: Path, train_size: int | None, train_rows: str) -> tuple[np.ndarray, int, bool]:
+    """All rows of a part (<= 2M rows), or for the full file its training rows (see
+    :func:`higgs_train_index`) plus the last 500k rows stacked (with the true total).
+    Returns (rows, total, streamed)."""
     stat = path.stat()
-    cache = src.root / ".cache" / f"higgs-{stat.st_size}-{int(stat.st_mtime)}-train{train_size}.npz"
+    tag = f"train{train_size}" + ("-random" if train_rows == "random" else "")
+    cache = src.root / ".cache" / f"higgs-{stat.st_size}-{int(stat.st_mtime)}-{tag}.npz"
     if cache.is_file():
         with np.load(cache) as z:
             return z["rows"], int(z["total"]), True
     parts: list[np.ndarray] | None = []  # every block, while the file is small enough to hold whole
     head: list[np.ndarray] = []
     tail: list[np.ndarray] = []
-    head_n = tail_n = total = 0
-    head_limit = min(train_size or HIGGS_FULL_ROWS, HIGGS_FULL_ROWS - HIGGS_TEST_ROWS)
+    tail_n = total = seen = 0
+    keep = higgs_train_index(HIGGS_FULL_ROWS - HIGGS_TEST_ROWS, train_size, train_rows)
     for arr in iter_csv_gz(path, 29):
         total += len(arr)
         if parts is not None:
             parts.append(arr)
             if total <= _KEEP_ALL_ROWS:
                 continue
-            blocks, parts = parts, None  # too big to be a part: keep only head and tail from now on
+            blocks, parts = parts, None  # too big to be a part: keep only train rows and tail from now on
         else:
             blocks = [arr]
         for b in blocks:
-            take = min(len(b), head_limit - head_n)
-            if take > 0:
-                head.append(b[:take])
-                head_n += take
+            lo, hi = np.searchsorted(keep, [seen, seen + len(b)])
+            head.append(b[keep[lo:hi] - seen])
+            seen += len(b)
             tail.append(b)
             tail_n += len(b)
             while tail_n - len(tail[0]) >= HIGGS_TEST_ROWS:
@@ -195,18 +226,21 @@ def _read_higgs(src: Source, path: Path, train_size: int | None) -> tuple[np.nda
 
 @register(
     "higgs", "tabular", ("train", "test"),
-    {"train_size": 100_000, "test_fraction": 0.2, "mask_p": 0.2, "per_class": None, "seed": 0},
+    {"train_size": 100_000, "test_fraction": 0.2, "mask_p": 0.2, "per_class": None, "seed": 0, "train_rows": "first"},
     "UCI HIGGS: 28 kinematic features, signal vs background",
 )
 def load_higgs(src: Source, split: str, train_size: int | None, test_fraction: float, mask_p: float,
-               per_class: int | None, seed: int) -> DomainData:
+               per_class: int | None, seed: int, train_rows: str) -> DomainData:
     """HIGGS from ``<root>/higgs/HIGGS.csv.gz`` (label first: 1 signal, 0 background; 28 features).
 
     Full 11M-row file: test = last 500,000 rows; train = first ``train_size`` rows (100,000 =
     the paper's Higgs100k, 1,000,000 = Higgs1M). A part of the file (e.g. the 10,984-row offline
     copy): test = last ``test_fraction`` (20%) of rows, train = the first ``train_size`` of the
     rest (offline: all 8,787). Standardised with the chosen train rows; masking noise on all columns.
+    ``train_rows``: "first" (above) or "random": the authors' seeded random ``train_size`` rows of
+    the non-test part (:func:`higgs_train_index`). The authors standardise with the whole file's statistics.
     """
+    check_choice("train_rows", train_rows, ("first", "random"))
     check_int("train_size", train_size, 1, allow_none=True)
     check_int("per_class", per_class, 1, allow_none=True)
     if not 0 < test_fraction < 1:
@@ -214,20 +248,22 @@ def load_higgs(src: Source, split: str, train_size: int | None, test_fraction: f
     if not 0 <= mask_p <= 1:
         raise ValueError(f"mask_p must be in [0, 1], got {mask_p!r}")
     path = _ensure(src, src.root / "higgs" / "HIGGS.csv.gz", HIGGS_URL)
-    rows, total, streamed = _read_higgs(src, path, train_size)
-    train, test = higgs_rows(total, train_size, test_fraction)
-    if streamed:  # rows = first train rows, then the last 500k
-        n_train = train.stop
-        train, test = slice(0, n_train), slice(len(rows) - HIGGS_TEST_ROWS, len(rows))
-    if train.stop - train.start < 1 or test.stop - test.start < 1:
+    rows, total, streamed = _read_higgs(src, path, train_size, train_rows)
+    _, test = higgs_rows(total, train_size, test_fraction)
+    if streamed:  # rows = the train rows, then the last 500k
+        train_idx = np.arange(len(rows) - HIGGS_TEST_ROWS)
+        test = slice(len(rows) - HIGGS_TEST_ROWS, len(rows))
+    else:
+        train_idx = higgs_train_index(test.start, train_size, train_rows)
+    if len(train_idx) < 1 or test.stop - test.start < 1:
         raise ValueError(f"{path} has {total} rows: too few for a train/test split")
     y = rows[:, 0].astype(np.int64)
     if not np.isin(y, (0, 1)).all():
         raise ValueError(f"{path}: first column must be the 0/1 label")
-    x, mean, std = standardise(rows[:, 1:], np.arange(train.start, train.stop))
-    sel = train if split == "train" else test
+    x, mean, std = standardise_columns(rows[:, 1:], train_idx)
+    sel = train_idx if split == "train" else test
     info = {"source": str(path), "rows_in_file": total, "mean": mean, "std": std,
             "split_rule": ("last 500,000 rows test (UCI)" if total == HIGGS_FULL_ROWS
                            else f"part of the file: last {test_fraction:.0%} rows test")
-            + f"; train = first {train.stop:,} rows"}
+            + f"; train = {len(train_idx):,} {'seeded random' if train_rows == 'random' else 'first'} rows"}
     return _finish(src, split, x[sel], y[sel], ["background", "signal"], MaskingNoise(mask_p), per_class, seed, info)
