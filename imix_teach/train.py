@@ -34,6 +34,7 @@ from .checkpoint import Checkpoint
 from .config import pick_device
 from .methods import ContrastiveMethod
 from .mixing import inputmix as apply_inputmix
+from .mixing import inputmix_pair
 
 Augment = Callable[[torch.Tensor, torch.Generator], torch.Tensor]
 
@@ -92,7 +93,7 @@ class StepOptions:
 
     alpha: float | None = None  # None: the plain method; a number: i-Mix with Beta(alpha, alpha)
     mix_options: Mapping[str, Any] = field(default_factory=dict)  # imix(): per_sample, max_lam, mode
-    inputmix: bool = False  # InputMix both views (no-augmentation setting, Table 3)
+    inputmix: bool | str = False  # InputMix (Table 3): True/"per_view", or "both_views" (the authors' 2N)
     amp_dtype: torch.dtype | None = None  # autocast dtype, None = full precision
     channels_last: bool = False
 
@@ -120,7 +121,9 @@ def train_step(
     with ``views = 1`` (supervised MixUp) gets one view. augment(x, generator) draws one view.
     """
     views = [augment(x, generator) for _ in range(getattr(unwrap(model), "views", 2))]
-    if options.inputmix:
+    if options.inputmix == "both_views":  # partners drawn from both views together, as the authors' code
+        views = list(inputmix_pair(*views, generator=generator))
+    elif options.inputmix:
         views = [apply_inputmix(v, generator=generator) for v in views]
     if options.channels_last:
         views = [v.contiguous(memory_format=torch.channels_last) for v in views]
@@ -150,7 +153,7 @@ def pretrain(
     batch_size: int = 256,
     alpha: float | None = None,
     mix_options: dict[str, Any] | None = None,
-    inputmix: bool = False,
+    inputmix: bool | str = False,
     labels: torch.Tensor | None = None,
     lr: float | None = None,
     momentum: float = 0.9,
@@ -173,7 +176,9 @@ def pretrain(
     augment(x, generator) -> one view of the batch x (called twice per step). alpha: i-Mix's
     Beta(alpha, alpha); None trains the plain method. mix_options: passed to
     :func:`imix_teach.mixing.imix` (mode="cutmix", per_sample=True, max_lam=True). inputmix:
-    InputMix both views (no-augmentation setting, Table 3). labels: for SupervisedNPair.
+    InputMix for the no-augmentation setting (Table 3): True or "per_view" mixes each view with
+    partners from itself, "both_views" draws partners from both views (the authors' code).
+    labels: for SupervisedNPair.
     batch_size: the global batch (split over torchrun's processes); lr None = 0.125 * batch / 256.
     sync_bn: SyncBatchNorm when several processes train. checkpoint: a file written atomically
     after every epoch (rank 0); with ``resume`` a run continues from it, applying (and saying)
@@ -182,6 +187,8 @@ def pretrain(
     """
     _validate(inputs, labels, epochs=epochs, batch_size=batch_size, alpha=alpha, lr=lr, log_every=log_every,
               warmup_epochs=warmup_epochs)
+    if inputmix not in (False, True, "per_view", "both_views"):
+        raise ValueError(f"inputmix must be False, True, 'per_view' or 'both_views', got {inputmix!r}")
     ctx = distributed.setup(pick_device(device))
     n, steps_per_epoch = inputs.shape[0], inputs.shape[0] // batch_size  # full batches only
     _check_world(batch_size, ctx.world_size)

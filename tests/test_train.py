@@ -128,3 +128,36 @@ def test_train_step_is_one_sgd_step_with_the_schedule_and_ema():
     assert opt.param_groups[0]["lr"] == pytest.approx(0.05)  # the scheduler stepped once
     assert int(method.queue_ptr) == 16  # the step's keys were enqueued
     assert any(not torch.equal(b, p) for b, p in zip(before, method.key_encoder.parameters()))  # EMA moved
+
+
+def test_inputmix_from_both_views_draws_partners_across_the_two_views():
+    from imix_teach.train import StepOptions, train_step
+
+    seen = []
+
+    class Spy(torch.nn.Module):
+        views, name = 2, "spy"
+
+        def __init__(self):
+            super().__init__()
+            self.w = torch.nn.Parameter(torch.ones(()))
+
+        def forward(self, v1, v2, alpha, **kwargs):
+            seen.append((v1, v2))
+            return self.w * 0
+
+        def after_step(self):
+            pass
+
+    x = torch.arange(8.0).view(4, 2)
+    first, second = (lambda v, g: v), (lambda v, g: v + 100)
+    views = iter([first, second] * 2)
+    spy = Spy()
+    opt = torch.optim.SGD(spy.parameters(), lr=0.1)
+    for mode in ("per_view", "both_views"):
+        train_step(spy, x, lambda v, g: next(views)(v, g), opt, torch.Generator().manual_seed(0), StepOptions(inputmix=mode))
+    per_view, both = seen
+    assert per_view[0].max() <= 7  # view 1 (values 0..7) only mixed with view-1 rows
+    assert both[0].max() > 8  # some view-1 rows now hold weight from view 2 (values 100..107)
+    with pytest.raises(ValueError, match="inputmix"):
+        pretrain(_method("npair"), DATA, _noise, epochs=1, batch_size=16, inputmix="all", progress=False)
