@@ -37,12 +37,12 @@ from datetime import datetime, timezone
 import torch
 
 from imix_teach.evaluate import extract_features, linear_probe
-from imix_teach.experiment import small_method_kwargs
+from imix_teach.methods import METHODS as REGISTRY
 from imix_teach.methods import build_method
-from imix_teach.models import SmallConvNet, TabularMLP, cifar_resnet
+from imix_teach.models import SmallConvNet, cifar_resnet
 from imix_teach.train import StepOptions, pretrain, train_step
 
-METHODS = ("npair", "simclr", "moco", "byol")
+METHODS = tuple(name for name, cls in REGISTRY.items() if not cls.needs_labels)  # every self-supervised method
 
 
 def _rss_bytes() -> int:
@@ -80,8 +80,8 @@ def build(args, method: str, device: torch.device):
         encoder = SmallConvNet(3, args.width)
     else:
         encoder = cifar_resnet(int(args.model.removeprefix("resnet")))
-    kwargs = small_method_kwargs(method, 4096) if args.model == "small" else {}
-    model = build_method(method, encoder, tau=0.2, **kwargs).to(device)
+    scale = "cpu" if args.model == "small" else "paper"
+    model = build_method(method, encoder, scale=scale, n_train=4096, tau=0.2).to(device)
     opt = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=0.01, momentum=0.9, weight_decay=1e-4)
     return model, opt
 
@@ -229,7 +229,7 @@ def child_pretrain(args) -> None:
     steps = args.steps * 2
     x = torch.rand(args.batch * steps, 3, args.image_size, args.image_size, generator=torch.Generator().manual_seed(0))
     torch.manual_seed(0)
-    method = build_method(args.methods[0], SmallConvNet(3, args.width), tau=0.2, **small_method_kwargs(args.methods[0], 4096))
+    method = build_method(args.methods[0], SmallConvNet(3, args.width), scale="cpu", n_train=4096, tau=0.2)
     device = torch.device("cuda") if torch.cuda.is_available() and args.device != "cpu" else torch.device("cpu")
     history = pretrain(method, x, lambda v, g: v.float(), epochs=3, batch_size=args.batch, alpha=1.0, device=device,
                        progress=False, warmup_epochs=0)

@@ -13,13 +13,14 @@ a planted symlink is never followed.
 """
 from __future__ import annotations
 
-import contextlib
 import os
 import tempfile
 from pathlib import Path
 from typing import Any
 
 import torch
+
+from .files import atomic_write
 
 _WAY_OUT = "pass resume=False to start over, or another checkpoint path"
 
@@ -70,28 +71,10 @@ class Checkpoint:
 
     def save(self, state: dict[str, Any]) -> None:
         """Write ``state`` atomically; on failure the previous checkpoint is left as it was."""
-        fd, tmp = self._temporary()
         try:
-            with os.fdopen(fd, "wb") as fh:
-                torch.save(state, fh)
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp, self.path)  # atomic on POSIX and Windows: readers see old or new, never half
+            atomic_write(self.path, lambda fh: torch.save(state, fh))
         except OSError as err:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
             raise CheckpointError(
                 f"could not save checkpoint {self.path}: {err.strerror or err}; the previous checkpoint "
                 "(if any) is intact; free disk space or choose another checkpoint path"
-            ) from err
-
-    def _temporary(self) -> tuple[int, str]:
-        try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=f".{self.path.name}.", suffix=".tmp")
-            os.fchmod(fd, 0o644)  # mkstemp makes 0600; a checkpoint is an ordinary file
-            return fd, tmp
-        except OSError as err:
-            raise CheckpointError(
-                f"cannot write checkpoint {self.path}: {err.strerror or err}; choose a writable checkpoint path"
             ) from err

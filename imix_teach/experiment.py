@@ -17,18 +17,13 @@ from torch import nn
 
 from .evaluate import evaluate_encoder
 from .methods import METHODS, build_method
-from .models import SmallConvNet, TabularMLP
+from .models import build_encoder
 from .train import History, pretrain
 
 
 def small_encoder(input_shape: tuple[int, ...], width: int = 32) -> nn.Module:
-    """A CPU-sized encoder for one model-ready sample shape: ConvNet for (C, H, W), MLP for (F,)."""
-    if len(input_shape) == 3:
-        return SmallConvNet(input_shape[0], width)
-    if len(input_shape) == 1:
-        # The paper's 5-layer MLP scaled down 16x: 128-128-256-256-512, maxout 4 -> 128 features.
-        return TabularMLP(input_shape[0], width=width / 512)
-    raise ValueError(f"input_shape must be (C, H, W) or (F,), got {input_shape}")
+    """A CPU-sized encoder for one model-ready sample shape: ``models.build_encoder(input_shape, "small", width)``."""
+    return build_encoder(input_shape, "small", width)
 
 
 def small_method_kwargs(name: str, n_train: int) -> dict[str, Any]:

@@ -5,6 +5,7 @@
 - :class:`SmallConvNet`: a few-conv encoder that trains in seconds on 2 CPU cores.
 - :class:`TabularMLP`: the paper's 5-layer MLP with BN and a maxout (4 pieces) at the end.
 - :func:`projection_head` / :func:`prediction_head`: the MLPs put on top of an encoder.
+- :func:`build_encoder`: the one builder the CLI, the reproduction and the notebooks use.
 """
 from __future__ import annotations
 
@@ -161,3 +162,50 @@ def projection_head(in_dim: int, hidden_dim: int = 2048, out_dim: int = 128, out
 def prediction_head(dim: int = 128, hidden_dim: int = 512, out_bn: bool = False) -> nn.Sequential:
     """BYOL's predictor g: dim -> hidden (BN, ReLU) -> dim (``out_bn``: the authors' tabular ``--pred mlpbn``)."""
     return projection_head(dim, hidden_dim, dim, out_bn)
+
+
+ENCODER_KINDS = ("small", "resnet", "resnet-imagenet", "mlp", "mlp-authors")
+
+
+def build_encoder(
+    input_shape: Sequence[int],
+    kind: str = "small",
+    size: float | None = None,
+    *,
+    input_dtype: torch.dtype = torch.float32,
+    groups: Sequence[int] | None = None,
+) -> nn.Module:
+    """The one encoder builder: a model-ready sample shape (C, H, W) or (F,) -> an encoder with ``out_dim``.
+
+    kind: "small" (CPU-sized: SmallConvNet of width ``size`` (32) for (C, H, W), TabularMLP scaled
+    by ``size / 512`` (1/16) for (F,)); "resnet" (CIFAR-stem ResNet of depth ``size`` (18));
+    "resnet-imagenet" (torchvision ResNet, depth ``size`` (50)); "mlp" (the paper's 5-layer MLP,
+    widths times ``size`` (1.0)); "mlp-authors" (the same with the authors' 64-wide input layer, one
+    per column group, and no BN before the maxout).
+
+    i-Mix mixes the encoder's *inputs*, so they must be continuous: integer inputs (token ids of a
+    text domain) are refused rather than fed to an MLP as numbers. A text domain embeds first
+    (an ``nn.Embedding`` whose output is the mixed input) and then encodes.
+    """
+    shape = tuple(int(s) for s in input_shape)
+    if input_dtype is not None and not input_dtype.is_floating_point:
+        raise ValueError(f"input_dtype {input_dtype} is not continuous: i-Mix mixes inputs, so token ids must go "
+                         "through an embedding first (embed, then mix, then encode)")
+    if kind not in ENCODER_KINDS:
+        raise ValueError(f"kind must be one of {ENCODER_KINDS}, got {kind!r}")
+    images = len(shape) == 3
+    if kind in ("resnet", "resnet-imagenet") and not images:
+        raise ValueError(f"kind={kind!r} needs (C, H, W) inputs, got shape {shape}; use 'small' or 'mlp' for tables")
+    if kind in ("mlp", "mlp-authors") and len(shape) != 1:
+        raise ValueError(f"kind={kind!r} needs (F,) table rows, got shape {shape}; use 'small' or 'resnet' for images")
+    if not images and len(shape) != 1:
+        raise ValueError(f"input_shape must be (C, H, W) or (F,), got {shape}")
+    if kind == "small":
+        return SmallConvNet(shape[0], int(size or 32)) if images else TabularMLP(shape[0], width=(size or 32) / 512)
+    if kind == "resnet":
+        return cifar_resnet(int(size or 18), in_channels=shape[0])
+    if kind == "resnet-imagenet":
+        return imagenet_resnet(int(size or 50))
+    if kind == "mlp":
+        return TabularMLP(shape[0], width=float(size or 1.0))
+    return TabularMLP(shape[0], width=float(size or 1.0), stem=64, groups=groups, last_bn=False)

@@ -10,9 +10,6 @@ top-1, evaluated once, by rank 0). Rerunning the same command resumes from the c
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +19,7 @@ from . import distributed
 from .config import pick_device
 from .data import DATASETS, load
 from .evaluate import evaluate_encoder
+from .files import write_json
 from .experiment import small_encoder
 from .methods import METHODS, build_method
 from .models import cifar_resnet
@@ -82,15 +80,6 @@ def _method(args: argparse.Namespace, input_shape: tuple[int, ...], n_train: int
             raise SystemExit("imix-teach pretrain: --shuffle-bn applies to --method moco only")
         kwargs["shuffle_bn"] = True
     return build_method(args.method, encoder, scale=scale, n_train=n_train, tau=args.tau, **kwargs)
-
-
-def write_json(path: Path, obj: Any) -> None:
-    """Write JSON atomically (unique temporary file in the same folder, then rename)."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.fchmod(fd, 0o644)
-    with os.fdopen(fd, "w") as fh:
-        json.dump(obj, fh, indent=1)
-    os.replace(tmp, path)
 
 
 def run(args: argparse.Namespace) -> int:

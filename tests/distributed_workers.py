@@ -13,7 +13,6 @@ from pathlib import Path
 
 import torch
 import torch.distributed as dist
-import torch.nn.functional as F
 
 from imix_teach import distributed, losses
 from imix_teach.methods import build_method

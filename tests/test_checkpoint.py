@@ -8,7 +8,7 @@ import pickle
 import pytest
 import torch
 
-from imix_teach.checkpoint import Checkpoint, CheckpointError
+from imix_teach.checkpoint import CheckpointError
 from imix_teach.methods import build_method
 from imix_teach.models import TabularMLP
 from imix_teach.train import NonFiniteLossError, ResumeWarning, lr_lambda, pretrain

@@ -4,6 +4,7 @@ calls) computes. The transcriptions are written from the formulas, so the tests 
 where librosa is installed, it is compared too."""
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import numpy as np
@@ -241,7 +242,7 @@ def test_paper_preset_follows_the_authors_code():
         assert all(s.method_kwargs[m]["proj_bn"] for m in ("npair", "moco", "byol")), s.dataset
     assert by["covtype"].train_options == by["covtype"].test_options == {"standardise": "numeric", "split_rule": "authors"}
     assert by["higgs"].train_options["train_rows"] == by["higgs"].test_options["train_rows"] == "random"
-    mlp = rp.build_encoder(by["covtype"], (54,))
+    mlp = rp.encoder_for(by["covtype"], (54,))
     assert sum(q.numel() for q in mlp.parameters()) == _authors_mlp_params(groups=(10, 4, 40))
     assert rp.cpu_preset().mix_options == {}  # the committed CPU results: one lam per batch (the paper's text)
 
@@ -256,7 +257,7 @@ def test_imagenet_preset_is_the_papers_icutmix_setting():
     s = by["imagenet100"]
     assert (s.batch_size, s.epochs, s.tau, s.lr, s.warmup_epochs) == (512, 800, 0.2, 0.06, 10)
     assert s.method_kwargs["moco"]["queue_size"] == 65_536 and s.method_kwargs["moco"]["momentum"] == 0.999
-    enc = rp.build_encoder(rp.dataclasses.replace(s, encoder=("resnet-imagenet", 18)), (3, 224, 224))
+    enc = rp.encoder_for(dataclasses.replace(s, encoder=("resnet-imagenet", 18)), (3, 224, 224))
     assert enc.eval()(torch.zeros(1, 3, 64, 64)).shape == (1, enc.out_dim) == (1, 512)
     assert enc.conv1.kernel_size == (7, 7)  # ImageNet stem
 

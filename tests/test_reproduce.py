@@ -65,7 +65,7 @@ def test_killed_grid_resumes_without_recomputing_and_completes_the_table(tmp_pat
         executed.append(run.key)
         return real_execute(run, *args, **kwargs)
 
-    monkeypatch.setattr(rp, "execute", counting_execute)
+    monkeypatch.setattr(rp.runner, "execute", counting_execute)
     rp.reproduce(preset, ["image"], methods, 1, tmp_path, max_runs=1, progress=False, write=False)  # a short session
     assert executed == [grid[2].key]
     records = rp.reproduce(preset, ["image"], methods, 1, tmp_path, progress=False)
