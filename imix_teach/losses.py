@@ -5,14 +5,15 @@ Every loss here is *linear in its targets*, which is what makes i-Mix work (Appe
     loss(x_mix, lam * v_i + (1 - lam) * v_j) == lam * loss(x_mix, v_i) + (1 - lam) * loss(x_mix, v_j)
 
 Embeddings need not be normalised on input: each loss L2-normalises, so s(a, b) = a . b is the
-cosine similarity. ``check=False`` skips input validation (the methods' hot path uses it).
+cosine similarity. ``check=False`` skips input validation (the methods' hot path uses it); the
+checks live in :mod:`imix_teach._loss_checks`, so each body here reads as its equation.
 """
 from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
 
-from . import _checks
+from . import _loss_checks
 
 
 def soft_cross_entropy(logits: torch.Tensor, targets: torch.Tensor, *, check: bool = True) -> torch.Tensor:
@@ -21,16 +22,7 @@ def soft_cross_entropy(logits: torch.Tensor, targets: torch.Tensor, *, check: bo
     logits: (N, C). targets: (N, C) probability rows, or (N,) integer class ids.
     """
     if check:
-        _checks.embeddings("logits", logits)
-        _checks.batch_size("logits", logits.shape[0], 1)
-        _checks.finite("logits", logits)
-        _checks.tensor("targets", targets)
-        if targets.dim() == 1:
-            _checks.class_ids("targets", targets, logits.shape[1])
-            if targets.shape[0] != logits.shape[0]:
-                raise ValueError(f"targets must have shape ({logits.shape[0]},) to match logits, got {tuple(targets.shape)}")
-        else:
-            _checks.simplex_rows("targets", targets, tuple(logits.shape))
+        _loss_checks.soft_cross_entropy(logits, targets)
     if targets.dim() == 1:
         return F.cross_entropy(logits, targets)
     return -(targets * F.log_softmax(logits, dim=1)).sum(dim=1).mean()
@@ -52,36 +44,6 @@ def _over_tau(cosines: torch.Tensor, tau: float) -> torch.Tensor:
     return cosines.to(torch.promote_types(cosines.dtype, torch.float32)) / tau
 
 
-def _pair_inputs(
-    name_a: str, a: torch.Tensor, name_b: str, b: torch.Tensor, tau: float, min_batch: int = 2,
-    more_rows: bool = False,
-) -> None:
-    """a: (N, D); b: (N, D), or (M, D) with M >= N when ``more_rows`` (gathered across processes)."""
-    _checks.positive("tau", tau)
-    _checks.embeddings(name_a, a)
-    _checks.embeddings(name_b, b)
-    _checks.finite(name_a, a)
-    _checks.finite(name_b, b)
-    _checks.batch_size(name_a, a.shape[0], min_batch)
-    rows_ok = b.shape[0] >= a.shape[0] if more_rows else b.shape[0] == a.shape[0]
-    if not rows_ok or a.shape[1] != b.shape[1]:
-        rows = "(M, D) with M >= N" if more_rows else "(N, D)"
-        raise ValueError(
-            f"{name_b} must be {rows} to match {name_a} (N, D) = {tuple(a.shape)}, got {tuple(b.shape)}"
-        )
-
-
-def _contrast_targets(name: str, targets: torch.Tensor | None, n: int, m: int) -> None:
-    """targets (N, M) probability rows; None means eye(N), which needs M == N."""
-    if targets is not None:
-        _checks.simplex_rows("targets", targets, (n, m))
-    elif m != n:
-        raise ValueError(
-            f"targets=None means the identity, which needs as many {name} as anchors ({n}), got {m}; "
-            f"pass targets of shape ({n}, {m}), e.g. imix_teach.distributed.local_targets(None, {n})"
-        )
-
-
 def npair_loss(
     anchors: torch.Tensor,
     positives: torch.Tensor,
@@ -99,8 +61,7 @@ def npair_loss(
     logits_ik = s(anchor_i, positive_k) / tau;  loss = mean_i -sum_k v_ik log softmax(logits_i)_k.
     """
     if check:
-        _pair_inputs("anchors", anchors, "positives", positives, tau, more_rows=True)
-        _contrast_targets("positives", targets, anchors.shape[0], positives.shape[0])
+        _loss_checks.npair(anchors, positives, targets, tau)
     logits = _over_tau(unit(anchors) @ unit(positives).T, tau)
     if targets is None:
         targets = torch.arange(anchors.shape[0], device=anchors.device)
@@ -126,14 +87,7 @@ def moco_loss(
     sharing the N + K candidates fixes that.
     """
     if check:
-        _pair_inputs("queries", queries, "keys", keys, tau, more_rows=True)
-        _checks.embeddings("queue", queue)
-        _checks.finite("queue", queue)
-        if queue.shape[1] != queries.shape[1]:
-            raise ValueError(
-                f"queue must be (K, {queries.shape[1]}) to match the embedding size, got {tuple(queue.shape)}"
-            )
-        _contrast_targets("keys", targets, queries.shape[0], keys.shape[0])
+        _loss_checks.moco(queries, keys, queue, targets, tau)
     n = queries.shape[0]
     candidates = torch.cat([unit(keys.detach()), unit(queue.detach())])
     logits = _over_tau(unit(queries) @ candidates.T, tau)  # (N, M + K)
@@ -157,10 +111,7 @@ def byol_loss(
     (1 - lam)(2 - 2 cos(p, f_j)): linear in v, as the authors' code computes it.
     """
     if check:
-        # BYOL has no negatives, so a single pair is a valid batch.
-        _pair_inputs("predictions", predictions, "target_embeddings", target_embeddings, tau=1.0, min_batch=1)
-        if targets is not None:
-            _checks.simplex_rows("targets", targets, (predictions.shape[0], predictions.shape[0]))
+        _loss_checks.byol(predictions, target_embeddings, targets)
     p = unit(predictions)
     f = unit(target_embeddings.detach())
     if targets is None:
@@ -192,22 +143,12 @@ def simclr_loss(
     2N candidates into 2N - 1. targets: (2N, M), None = :func:`simclr_targets` (needs M = 2N);
     they must put no mass on the anchor's own slot.
     """
-    m, k = anchors.shape[0], candidates.shape[0]
-    own = torch.arange(m, device=anchors.device) + offset
     if check:
-        _pair_inputs("anchors", anchors, "candidates", candidates, tau, more_rows=True)
-        if m % 2 or m < 4:
-            raise ValueError(f"anchors must stack two views of N >= 2 instances, (2N, D); got {m} rows "
-                             "(one pair has no negatives, so its loss would be 0)")
-        if targets is None and (k != m or offset):
-            raise ValueError(f"targets=None needs candidates of shape ({m}, D) and offset 0; pass targets ({m}, {k})")
-        if targets is not None:
-            _checks.simplex_rows("targets", targets, (m, k))
-            if bool(targets[torch.arange(m), own].abs().sum() > 0):
-                raise ValueError("targets must put zero mass on the anchor's own slot (an anchor is not its own positive)")
+        _loss_checks.simclr(anchors, candidates, targets, tau, offset)
+    m, k = anchors.shape[0], candidates.shape[0]
     logits = _over_tau(unit(anchors) @ unit(candidates).T, tau)
-    self_mask = torch.zeros(m, k, dtype=torch.bool, device=anchors.device)
-    self_mask[torch.arange(m, device=anchors.device), own] = True
+    self_mask = torch.zeros(m, k, dtype=torch.bool, device=anchors.device)  # each anchor's own clean slot
+    self_mask[torch.arange(m, device=anchors.device), torch.arange(m, device=anchors.device) + offset] = True
     logits = logits.masked_fill(self_mask, float("-inf"))
     if targets is None:
         targets = simclr_targets(m // 2, anchors.device)
