@@ -21,6 +21,10 @@ keyed by preset/dataset/method/alpha/seed and a hash of everything that shapes t
 killed reproduction continues where it stopped and recomputes nothing; a run interrupted
 mid-way resumes from its last epoch checkpoint. The table (``results.md``, ``results.json``)
 and figure (``results.png``) are rewritten from ``runs.json`` at the end.
+
+Several processes may share one ``--out`` folder (say one per method, or two on the same grid
+to use two GPUs): ``runs.json`` is locked and merged on every write, and each run is claimed by
+a lock, so no record is lost and no run is computed twice.
 """
 from __future__ import annotations
 
