@@ -36,6 +36,7 @@ import math
 import os
 import platform
 import statistics
+import sys
 import time
 import uuid
 import warnings
@@ -517,11 +518,17 @@ def reproduce(
     finally:
         claims.close()  # releases the lock of a run left unfinished
         bar.close()
+        failing = sys.exc_info()[1]  # the error that stopped the grid, if any
         with store.lock:  # one writer of the table at a time, with every process's records
             store.refresh()
             records = store.select(r.key for r in runs)
             if write and records:
-                write_outputs(out, records, preset, runs)
+                try:
+                    write_outputs(out, records, preset, runs)
+                except OSError as err:
+                    if failing is None:
+                        raise
+                    warnings.warn(f"the table was not updated either: {err}", stacklevel=2)  # keep the first error
     return records
 
 
