@@ -290,3 +290,17 @@ def test_a_broken_covtype_file_names_itself(tmp_path, content):
     (tmp_path / "covtype" / "covtype.data.gz").write_bytes(content)
     with pytest.raises((ValueError, RuntimeError), match=r"covtype\.data\.gz.*(delete it|malformed)"):
         load("covtype", root=tmp_path, download=False)
+
+
+def test_two_downloads_of_one_file_at_once_do_not_collide(tmp_path, server):
+    from concurrent.futures import ThreadPoolExecutor
+
+    from imix_teach.data.base import fetch, make_source
+
+    body = _tar_gz()
+    server.files["/a.tar.gz"] = body
+    src, dest = make_source("demo", tmp_path, True), tmp_path / "a.tar.gz"
+    with ThreadPoolExecutor(2) as pool:
+        done = list(pool.map(lambda _: fetch(src, f"{server.url}/a.tar.gz", dest, "a.tar.gz"), range(2)))
+    assert done == [dest, dest] and dest.read_bytes() == body
+    assert [p.name for p in tmp_path.iterdir()] == ["a.tar.gz"]
