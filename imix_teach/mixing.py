@@ -40,6 +40,9 @@ def sample_lambda(
     # underflows to 0 (torch's Beta then returns 0/0 -> 0.5, maximal mixing), so work with log G:
     # G(a) = G(a + 1) * U^(1/a)  =>  log G(a) = log G(a + 1) + log(U) / a, and lam = sigmoid(log G1 - log G2).
     dev = generator.device if generator is not None else torch.device("cpu")
+    if dev.type not in ("cpu", "cuda"):  # no gamma sampler there (e.g. MPS): seed a CPU generator from ours
+        generator = torch.Generator().manual_seed(int(torch.randint(0, 2**62, (1,), generator=generator, device=dev)))
+        dev = torch.device("cpu")
     dtype = torch.float64 if dev.type == "cpu" else torch.float32
     conc = torch.full((2, *shape), float(alpha) + 1.0, dtype=dtype, device=dev)
     log_u = torch.rand((2, *shape), dtype=dtype, device=dev, generator=generator).clamp_min(torch.finfo(dtype).tiny).log()
