@@ -36,16 +36,40 @@ def sample_lambda(
     if n is not None and (isinstance(n, bool) or not isinstance(n, numbers.Integral) or n < 1):
         raise ValueError(f"n must be a positive int or None, got {n!r}")
     shape = () if n is None else (int(n),)
-    # lam = G1 / (G1 + G2) with G ~ Gamma(alpha) is Beta(alpha, alpha). For small alpha, G itself
-    # underflows to 0 (torch's Beta then returns 0/0 -> 0.5, maximal mixing), so work with log G:
-    # G(a) = G(a + 1) * U^(1/a)  =>  log G(a) = log G(a + 1) + log(U) / a, and lam = sigmoid(log G1 - log G2).
-    dev = generator.device if generator is not None else torch.device("cpu")
-    dtype = torch.float64 if dev.type == "cpu" else torch.float32
-    conc = torch.full((2, *shape), float(alpha) + 1.0, dtype=dtype, device=dev)
-    log_u = torch.rand((2, *shape), dtype=dtype, device=dev, generator=generator).clamp_min(torch.finfo(dtype).tiny).log()
-    log_g = torch._standard_gamma(conc, generator=generator).log() + log_u / float(alpha)
-    lam = torch.sigmoid(log_g[0] - log_g[1]).float()
+    lam = _beta_torch(float(alpha), shape, generator) if alpha >= 1 else _beta_log_space(float(alpha), shape, generator)
     return lam if device is None else lam.to(device)
+
+
+def _beta_torch(alpha: float, shape: tuple[int, ...], generator: torch.Generator | None) -> torch.Tensor:
+    """torch's Beta sampler: exact for alpha >= 1, and the draws every earlier result was made with."""
+    concentration = torch.full(shape, alpha)
+    beta = torch.distributions.Beta(concentration, concentration)
+    if generator is None:
+        return beta.sample()
+    # torch's Beta sampler takes no generator: draw a seed from ours and sample inside a forked
+    # RNG, so results follow `generator` and the global RNG is left untouched.
+    seed = int(torch.randint(0, 2**62, (1,), generator=generator, device=generator.device))
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return beta.sample()
+
+
+def _beta_log_space(alpha: float, shape: tuple[int, ...], generator: torch.Generator | None) -> torch.Tensor:
+    """Beta(alpha, alpha) for small alpha, where Gamma(alpha) draws underflow to 0.
+
+    lam = G1 / (G1 + G2) with G ~ Gamma(alpha) is Beta(alpha, alpha). For small alpha, G itself
+    underflows (torch's Beta then returns 0/0 -> 0.5, maximal mixing), so work with log G:
+    G(a) = G(a + 1) * U^(1/a)  =>  log G(a) = log G(a + 1) + log(U) / a, lam = sigmoid(log G1 - log G2).
+    """
+    dev = generator.device if generator is not None else torch.device("cpu")
+    if dev.type not in ("cpu", "cuda"):  # no gamma sampler there (e.g. MPS): seed a CPU generator from ours
+        generator = torch.Generator().manual_seed(int(torch.randint(0, 2**62, (1,), generator=generator, device=dev)))
+        dev = torch.device("cpu")
+    dtype = torch.float64 if dev.type == "cpu" else torch.float32
+    conc = torch.full((2, *shape), alpha + 1.0, dtype=dtype, device=dev)
+    log_u = torch.rand((2, *shape), dtype=dtype, device=dev, generator=generator).clamp_min(torch.finfo(dtype).tiny).log()
+    log_g = torch._standard_gamma(conc, generator=generator).log() + log_u / alpha
+    return torch.sigmoid(log_g[0] - log_g[1]).float()
 
 
 def _check_lam_perm(lam: Lam, perm: torch.Tensor, n: int) -> torch.Tensor:

@@ -31,6 +31,7 @@ WORKER = textwrap.dedent("""
     from imix_teach import reproduce as rp
     from test_faults import _tiny
     out, methods, epochs = sys.argv[1], sys.argv[2].split(","), int(sys.argv[3])
+    print("start", flush=True)
     records = rp.reproduce(_tiny(epochs), ["image"], methods, 1, out, progress=False,
                            on_run_done=lambda r: print("ran", r["key"], flush=True))
     print("found", len(records), flush=True)
@@ -58,15 +59,18 @@ def _saved_keys(out: Path) -> list[str]:
 
 
 def test_two_processes_on_one_folder_lose_no_record_and_run_nothing_twice(tmp_path):
-    # Two grids that share the npair runs, at once on one output folder.
-    procs = [_start(tmp_path, "npair"), _start(tmp_path, "byol,npair")]
-    outputs = [_finish(p) for p in procs]
-    ran = [line.split()[1] for out in outputs for line in out if line.startswith("ran ")]
-    assert [out[-1] for out in outputs] == ["found 2", "found 4"]
+    # Two grids that share the npair runs, at once on one output folder: another process and this one.
+    other = _start(tmp_path, "npair")
+    assert other.stdout.readline() == "start\n"  # both grids really run at the same time
+    ran = []
+    records = rp.reproduce(_tiny(), ["image"], ["byol", "npair"], 1, tmp_path, progress=False,
+                           on_run_done=lambda r: ran.append(r["key"]))
+    lines = _finish(other)
+    ran += [line.split()[1] for line in lines if line.startswith("ran ")]
+    assert lines[-1] == "found 2" and len(records) == 4
     keys = _saved_keys(tmp_path)
     assert len(keys) == len(set(keys)) == 4
     assert sorted(ran) == sorted(keys), "each run executed exactly once across both processes"
-    assert "(complete)" in (tmp_path / "results.md").read_text()
     assert not list(tmp_path.glob("*.tmp")) and not list(tmp_path.glob(".*.tmp"))
 
 
@@ -83,28 +87,29 @@ def test_kill_9_at_a_random_point_of_reproduce_then_resume_completes_the_grid(tm
     assert sorted(saved + ran) == sorted(r["key"] for r in records), "runs saved before the kill are not recomputed"
 
 
-PRETRAIN_WORKER = textwrap.dedent("""
-    import sys, torch
-    torch.set_num_threads(1)
+def _pretrain_run(checkpoint: str, epochs: int = 4) -> None:
+    """A tiny MoCo + i-Mix pretraining with a checkpoint; the final weights go to ``<checkpoint>.final``."""
     from imix_teach.methods import build_method
     from imix_teach.models import TabularMLP
     from imix_teach.train import pretrain
-    torch.manual_seed(0)
-    model = build_method("moco", TabularMLP(5, widths=(16, 16, 32)), proj_hidden=16, proj_dim=8, queue_size=32)
-    data = torch.randn(128, 5, generator=torch.Generator().manual_seed(0))
-    noise = lambda x, g: x + 0.1 * torch.randn(x.shape, generator=g)
-    pretrain(model, data, noise, epochs=int(sys.argv[2]), batch_size=16, alpha=1.0, progress=False,
-             checkpoint=sys.argv[1], callback=lambda e, h: print("epoch", e, flush=True))
-    torch.save(model.state_dict(), sys.argv[1] + ".final")
-""")
 
-
-def _pretrain(checkpoint: Path) -> subprocess.Popen:
-    return _python(PRETRAIN_WORKER, str(checkpoint), "4")
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        torch.manual_seed(0)
+        model = build_method("moco", TabularMLP(5, widths=(16, 16, 32)), proj_hidden=16, proj_dim=8, queue_size=32)
+        data = torch.randn(128, 5, generator=torch.Generator().manual_seed(0))
+        pretrain(model, data, lambda x, g: x + 0.1 * torch.randn(x.shape, generator=g), epochs=epochs,
+                 batch_size=16, alpha=1.0, progress=False, checkpoint=checkpoint,
+                 callback=lambda e, h: print("epoch", e, flush=True))
+        torch.save(model.state_dict(), f"{checkpoint}.final")
+    finally:
+        torch.set_num_threads(threads)
 
 
 def test_kill_9_during_pretrain_then_resume_is_bitwise_equal_to_an_uninterrupted_run(tmp_path):
-    straight, killed = _pretrain(tmp_path / "a.pt"), _pretrain(tmp_path / "b.pt")
+    killed = _python("import sys; sys.path.insert(0, 'tests'); from test_faults import _pretrain_run; "
+                     "_pretrain_run(sys.argv[1])", str(tmp_path / "b.pt"))
     for line in killed.stdout:  # kill at a random point after the first epoch's checkpoint
         if line.startswith("epoch"):
             time.sleep(random.Random(1).uniform(0.0, 0.5))
@@ -112,8 +117,8 @@ def test_kill_9_during_pretrain_then_resume_is_bitwise_equal_to_an_uninterrupted
             break
     killed.communicate()
     assert killed.returncode == -signal.SIGKILL
-    _finish(_pretrain(tmp_path / "b.pt"))  # resumes from what the killed process left
-    _finish(straight)
+    _pretrain_run(str(tmp_path / "b.pt"))  # resumes from what the killed process left
+    _pretrain_run(str(tmp_path / "a.pt"))  # uninterrupted
     a = torch.load(tmp_path / "a.pt.final", weights_only=True)
     b = torch.load(tmp_path / "b.pt.final", weights_only=True)
     assert all(torch.equal(a[k], b[k]) for k in a)
@@ -197,7 +202,7 @@ class _Server:
                 pass
 
         self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+        threading.Thread(target=self.httpd.serve_forever, args=(0.05,), daemon=True).start()
         self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
 
 
@@ -290,3 +295,17 @@ def test_a_broken_covtype_file_names_itself(tmp_path, content):
     (tmp_path / "covtype" / "covtype.data.gz").write_bytes(content)
     with pytest.raises((ValueError, RuntimeError), match=r"covtype\.data\.gz.*(delete it|malformed)"):
         load("covtype", root=tmp_path, download=False)
+
+
+def test_two_downloads_of_one_file_at_once_do_not_collide(tmp_path, server):
+    from concurrent.futures import ThreadPoolExecutor
+
+    from imix_teach.data.base import fetch, make_source
+
+    body = _tar_gz()
+    server.files["/a.tar.gz"] = body
+    src, dest = make_source("demo", tmp_path, True), tmp_path / "a.tar.gz"
+    with ThreadPoolExecutor(2) as pool:
+        done = list(pool.map(lambda _: fetch(src, f"{server.url}/a.tar.gz", dest, "a.tar.gz"), range(2)))
+    assert done == [dest, dest] and dest.read_bytes() == body
+    assert [p.name for p in tmp_path.iterdir()] == ["a.tar.gz"]

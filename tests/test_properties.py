@@ -135,6 +135,19 @@ def test_losses_are_invariant_to_embedding_scale_from_1e_minus_30_to_1e20(n, d, 
 
 
 @FUZZ
+@given(n=st.integers(1, 6), d=st.integers(1, 6), seed=seeds)
+def test_unit_equals_f_normalize_in_value_and_gradient_where_that_is_accurate(n, d, seed):
+    x = torch.randn(n, d, generator=torch.Generator().manual_seed(seed), dtype=torch.float64, requires_grad=True)
+    w = torch.randn(n, d, dtype=torch.float64)
+    ours, ref = losses.unit(x), torch.nn.functional.normalize(x, dim=1)
+    assert torch.allclose(ours, ref, atol=1e-12) and torch.allclose(ours.norm(dim=1), torch.ones(n, dtype=torch.float64))
+    g_ours, = torch.autograd.grad((ours * w).sum(), x)
+    g_ref, = torch.autograd.grad((ref * w).sum(), x)
+    assert torch.allclose(g_ours, g_ref, atol=1e-10)
+    assert torch.equal(losses.unit(torch.zeros(n, d)), torch.zeros(n, d))  # a zero row stays zero, no NaN
+
+
+@FUZZ
 @given(n=st.integers(2, 8), d=st.integers(2, 8), tau=st.sampled_from([1e-8, 1e-4, 0.01, 0.2]),
        dtype=st.sampled_from([torch.float16, torch.bfloat16]), seed=seeds)
 def test_low_precision_embeddings_and_tiny_tau_give_finite_losses_close_to_float64(n, d, tau, dtype, seed):

@@ -22,6 +22,10 @@ killed reproduction continues where it stopped and recomputes nothing; a run int
 mid-way resumes from its last epoch checkpoint. The table (``results.md``, ``results.json``)
 and figure (``results.png``) are rewritten from ``runs.json`` at the end.
 
+Several processes may share one ``--out`` folder (say one per method, or two on the same grid
+to use two GPUs): ``runs.json`` is locked and merged on every write, and each run is claimed by
+a lock, so no record is lost and no run is computed twice.
+
 The package: :mod:`.presets` (the settings), :mod:`.grid` (runs and their keys), :mod:`.store`
 (``runs.json``), :mod:`.runner` (data, one run, the grid), :mod:`.report` (table and figure),
 :mod:`.estimate` (time a preset before running it).

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 import time
 import warnings
 from collections.abc import Callable, Sequence
@@ -155,9 +156,25 @@ def reproduce(
     finally:
         claims.close()  # releases the lock of a run left unfinished
         bar.close()
-        with store.lock:  # one writer of the table at a time, with every process's records
-            store.refresh()
-            records = store.select(r.key for r in runs)
-            if write and records:
+        records = _write_up(store, runs, out, preset, write, failing=sys.exc_info()[1])
+    return records
+
+
+def _write_up(store: ResultStore, runs: Sequence[RunSpec], out: Path, preset: Preset, write: bool,
+              failing: BaseException | None) -> list[dict[str, Any]]:
+    """The grid's records from every process; with ``write``, the table and figure from them.
+
+    failing: the error that stopped the grid, if any; a failed write then only warns, so that
+    error (say a full disk during a checkpoint) is the one the user sees.
+    """
+    with store.lock:  # one writer of the table at a time
+        store.refresh()
+        records = store.select(r.key for r in runs)
+        if write and records:
+            try:
                 write_outputs(out, records, preset, runs)
+            except OSError as err:
+                if failing is None:
+                    raise
+                warnings.warn(f"the table was not updated either: {err}", stacklevel=3)
     return records
