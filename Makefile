@@ -43,11 +43,12 @@ test: $(VENV)/.installed
 	IMIX_QUICK=1 $(PY) -m pytest tests notebooks --nbval-lax --nbval-sanitize-with tests/nbval_sanitize.cfg -p no:cacheprovider
 
 # The wheel and the notebooks in one folder: a notebook's first cell installs a wheel it finds beside it.
-bundle: $(VENV)/.installed
+# Needs only pip (no .venv): the wheel is built in pip's isolated build environment.
+bundle:
 	rm -rf dist/imix-teach dist/imix-teach.zip
-	$(PY) -m pip wheel --no-deps --no-build-isolation -q -w dist/imix-teach .
+	$(PYTHON) -m pip wheel --no-deps -q -w dist/imix-teach .
 	cp notebooks/*.ipynb dist/imix-teach/
-	$(PY) -m zipfile -c dist/imix-teach.zip dist/imix-teach
+	$(PYTHON) -m zipfile -c dist/imix-teach.zip dist/imix-teach
 	@echo "Built dist/imix-teach.zip: $$(ls dist/imix-teach/*.whl | xargs -n1 basename) and $$(ls dist/imix-teach/*.ipynb | wc -l) notebooks."
 
 clean:
