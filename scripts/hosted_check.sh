@@ -40,11 +40,13 @@ assert "site-packages" in imix_teach.__file__, imix_teach.__file__
 print(f"imix_teach from site-packages (not editable), ipywidgets {ipywidgets.__version__}, torch {torch.__version__}")'
 env -u PYTHONPATH "$hpy" -m pytest -q -p no:cacheprovider -W ignore::DeprecationWarning "$tmp/test_widgets_compat.py"
 
-say "3/3 notebooks in quick mode, no data, no internet"
 offline=(env HTTP_PROXY=http://127.0.0.1:9 HTTPS_PROXY=http://127.0.0.1:9 http_proxy=http://127.0.0.1:9 https_proxy=http://127.0.0.1:9)
+how="a dead proxy"
 if unshare -n true 2>/dev/null && command -v ip >/dev/null; then
     offline=(unshare -n sh -c 'ip link set lo up && exec "$@"' sh)
+    how="a network namespace with only loopback"
 fi
+say "3/3 notebooks in quick mode, no data, no internet ($how)"
 mkdir "$tmp/home"
 "${offline[@]}" env -i PATH="$tmp/venv/bin:/usr/bin:/bin" HOME="$tmp/home" XDG_CACHE_HOME="$tmp/home/.cache" \
     LANG=C.UTF-8 OMP_WAIT_POLICY=PASSIVE IMIX_QUICK=1 IMIX_OFFLINE=1 \

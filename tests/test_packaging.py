@@ -1,5 +1,7 @@
-"""Packaging facts: environment.yml and pyproject.toml agree, the pins, and an honest Python floor."""
+"""Packaging facts: environment.yml and pyproject.toml agree, the pins, an honest Python floor, `make lab`."""
+import os
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -67,3 +69,18 @@ def test_python_floor_is_the_same_everywhere():
     major, minor = _floor()
     assert f"python>={major}.{minor}" in (ROOT / "environment.yml").read_text()
     assert f"Python {major}.{minor}+" in (ROOT / "README.md").read_text()
+
+
+@pytest.mark.parametrize("display", ["", ":0"])
+def test_make_lab_starts_as_root_takes_args_and_opens_no_browser_when_headless(display):
+    """Dry run (make -n): the command `make lab` would run, for this user, with and without a display."""
+    make = shutil.which("make") or pytest.skip("make is not installed")
+    env = {k: v for k, v in os.environ.items() if k not in ("DISPLAY", "WAYLAND_DISPLAY")} | {"DISPLAY": display}
+    venv = ROOT / ".venv"  # -o: never (re)install for a dry run
+    result = subprocess.run([make, "-n", "-o", f"{venv}/.installed", f"VENV={venv}", "lab", "ARGS=--port 8899"],
+                            cwd=ROOT, env=env, capture_output=True, text=True, check=True)
+    command = next(line for line in result.stdout.splitlines() if "jupyter lab" in line).split()
+    assert command[-2:] == ["--port", "8899"]
+    assert ("--allow-root" in command) == (os.getuid() == 0)
+    headless = not display and sys.platform != "darwin"
+    assert ("--ServerApp.open_browser=False" in command) == headless
