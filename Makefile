@@ -1,4 +1,4 @@
-# Three commands a new user needs; each creates .venv and installs on first use.
+# The commands a new user needs; lab, demo and test create .venv and install on first use.
 #   make lab    open the course in JupyterLab (extra Jupyter flags: make lab ARGS="--port 8899")
 #   make demo   a 2-minute headless i-Mix vs. baseline run on scikit-learn's digits
 #   make test   the whole test suite, notebooks included (nbval, quick mode)
