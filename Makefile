@@ -1,22 +1,31 @@
-# Three commands a new user needs; each creates .venv and installs on first use.
-#   make lab    open the course in JupyterLab
+# The commands a new user needs; lab, demo and test create .venv and install on first use.
+#   make lab    open the course in JupyterLab (extra Jupyter flags: make lab ARGS="--port 8899")
 #   make demo   a 2-minute headless i-Mix vs. baseline run on scikit-learn's digits
 #   make test   the whole test suite, notebooks included (nbval, quick mode)
+#   make bundle dist/imix-teach.zip: the wheel beside the notebooks, for Colab or a machine without this repository
 PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
+# CPU-only torch (about 5 GB smaller): make install TORCH_INDEX=https://download.pytorch.org/whl/cpu
+TORCH_INDEX ?=
+ARGS ?=
 # Offline real data for tests/notebooks: ../shared/data when it sits beside the project.
 IMIX_DATA ?= $(if $(wildcard ../shared/data),$(abspath ../shared/data),)
 export IMIX_DATA
 # Idle OpenMP threads spin-wait by default; on a busy 2-core machine that made torch ~100x slower.
 OMP_WAIT_POLICY ?= PASSIVE
 export OMP_WAIT_POLICY
+# Jupyter refuses to start as root (containers, cloud machines) without --allow-root; with no
+# display it must not try to open a browser (a text browser would take over the terminal).
+LAB_FLAGS = $(if $(filter 0,$(shell id -u)),--allow-root) \
+            $(if $(DISPLAY)$(WAYLAND_DISPLAY)$(filter Darwin,$(shell uname -s)),,--ServerApp.open_browser=False)
 
-.PHONY: lab demo test install clean
+.PHONY: lab demo test install bundle clean
 
 $(VENV)/.installed: pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --upgrade pip
+	$(if $(TORCH_INDEX),$(PY) -m pip install -c constraints.txt --index-url $(TORCH_INDEX) torch torchvision torchaudio)
 	$(PY) -m pip install -c constraints.txt -e ".[lab,test]"
 	$(PY) -m ipykernel install --prefix $(VENV) --name python3 >/dev/null
 	touch $@
@@ -24,7 +33,8 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 install: $(VENV)/.installed
 
 lab: $(VENV)/.installed
-	$(VENV)/bin/jupyter lab notebooks/
+	@echo "Starting JupyterLab on notebooks/: open the http://127.0.0.1:... URL (with its token) that it prints below. Ctrl-C stops it."
+	$(VENV)/bin/jupyter lab notebooks/ $(strip $(LAB_FLAGS)) $(ARGS)
 
 demo: $(VENV)/.installed
 	$(PY) -m imix_teach.demo
@@ -32,5 +42,14 @@ demo: $(VENV)/.installed
 test: $(VENV)/.installed
 	IMIX_QUICK=1 $(PY) -m pytest tests notebooks --nbval-lax --nbval-sanitize-with tests/nbval_sanitize.cfg -p no:cacheprovider
 
+# The wheel and the notebooks in one folder: a notebook's first cell installs a wheel it finds beside it.
+# Needs only pip (no .venv): the wheel is built in pip's isolated build environment.
+bundle:
+	rm -rf dist/imix-teach dist/imix-teach.zip
+	$(PYTHON) -m pip wheel --no-deps -q -w dist/imix-teach .
+	cp notebooks/*.ipynb dist/imix-teach/
+	$(PYTHON) -m zipfile -c dist/imix-teach.zip dist/imix-teach
+	@echo "Built dist/imix-teach.zip: $$(ls dist/imix-teach/*.whl | xargs -n1 basename) and $$(ls dist/imix-teach/*.ipynb | wc -l) notebooks."
+
 clean:
-	rm -rf $(VENV) .pytest_cache .hypothesis demo_out
+	rm -rf $(VENV) .pytest_cache .hypothesis demo_out dist build

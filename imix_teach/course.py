@@ -12,10 +12,27 @@ import torch
 
 from .config import pick_device, quick_mode, seed_everything
 
-COLAB_CELL = '''# Colab only: install this course's package (it keeps Colab's own torch) and turn on widgets.
-import sys
-if "google.colab" in sys.modules:
-    !pip install -q "imix-teach @ git+https://github.com/imix-teach/imix-teach"
+# The first code cell of every notebook (scripts/sync_notebooks.py fills in {repository} from
+# pyproject.toml's [project.urls]). It must run before imix_teach exists, so it cannot import it.
+# No other braces may appear in it: the script fills the template with str.format.
+COLAB_CELL = '''# Installs this course's package where it is missing (Colab, a Jupyter without it), keeping the runtime's own
+# torch: from a wheel (`make bundle`) in this folder or in Google Drive, else from the repository.
+import glob, importlib, importlib.util, os, subprocess, sys
+
+REPOSITORY = "{repository}"
+DRIVE = "/content/drive/MyDrive/"  # where Colab mounts Google Drive
+FOLDERS = ["", DRIVE, DRIVE + "*/", DRIVE + "Colab Notebooks/*/"]  # "": the working folder
+if importlib.util.find_spec("imix_teach"):
+    print("imix-teach is already installed, so this cell installed nothing.")
+else:
+    wheels = [path for folder in FOLDERS for path in glob.glob(folder + "imix_teach-*.whl")]
+    source = max(wheels, key=os.path.getmtime) if wheels else "imix-teach @ git+" + REPOSITORY
+    if subprocess.run([sys.executable, "-m", "pip", "install", "-q", source]).returncode:
+        raise RuntimeError("Could not install imix-teach from " + source + ". Put imix_teach-*.whl (from `make bundle`) "
+                           "in this folder (Colab: the Files pane) or in Google Drive, mounted, and run this cell again.")
+    importlib.invalidate_caches()
+    print("Installed imix-teach from " + source + ".")
+if "google.colab" in sys.modules:  # Colab draws ipywidgets only through its custom widget manager
     from google.colab import output
     output.enable_custom_widget_manager()'''
 

@@ -1,0 +1,76 @@
+"""What the README claims about results, notebooks and widgets equals what the repository holds."""
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+README = (ROOT / "README.md").read_text(encoding="utf-8")
+NOTEBOOKS = {p.name[:2]: p for p in sorted((ROOT / "notebooks").glob("*.ipynb"))}
+
+
+def _table(text: str, after: str) -> list[dict[str, str]]:
+    """The first markdown table in `text` after the line containing `after`, as one dict per row."""
+    lines = text[text.index(after):].splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("|"))
+    rows = []
+    for line in lines[start:]:
+        if not line.startswith("|"):
+            break
+        rows.append([c.strip() for c in line.strip().strip("|").split("|")])
+    header, body = rows[0], rows[2:]
+    return [dict(zip(header, row)) for row in body]
+
+
+def _outputs(path: Path) -> tuple[str, str]:
+    """(all text the notebook's code cells printed or displayed, all of its code)."""
+    cells = json.loads(path.read_text(encoding="utf-8"))["cells"]
+    code = [c for c in cells if c["cell_type"] == "code"]
+    texts = ["".join(o.get("text", "")) for c in code for o in c["outputs"]]
+    texts += ["".join(v) for c in code for o in c["outputs"] for k, v in o.get("data", {}).items() if k.startswith("text/")]
+    return "\n".join(texts), "\n".join("".join(c["source"]) for c in code)
+
+
+def test_committed_cpu_table_equals_results_md():
+    readme = _table(README, "Committed result (")
+    committed = _table((ROOT / "results/cpu/results.md").read_text(encoding="utf-8"), "| dataset |")
+    assert readme and len(readme) == len(committed)
+    for ours, theirs in zip(readme, committed):
+        assert ours == {k: theirs[k] for k in ours}
+
+
+def test_step_benchmark_table_equals_its_json():
+    rows = json.loads((ROOT / "results/benchmarks/step_benchmark_cpu.json").read_text())["rows"]
+    expected = [{"method": r["method"], "step time": f"{r['step_time_ratio']:.2f}", "peak memory": f"{r['mem_ratio']:.2f}"}
+                for r in rows if r["imix"] and r["device"] == "cpu"]
+    assert _table(README, "### What i-Mix costs") == expected
+
+
+@pytest.mark.parametrize("row", _table(README, "### What the notebooks' full-mode runs show"), ids=lambda r: r["notebook"])
+def test_notebook_results_table_matches_the_committed_outputs(row):
+    """Each number in the README's row is, at the README's precision, a number the notebook printed."""
+    printed, _ = _outputs(NOTEBOOKS[row["notebook"]])
+    numbers = re.findall(r"\d+\.\d+", printed)
+    for claim in re.findall(r"\d+\.\d+", row[next(k for k in row if k.startswith("baseline"))]):
+        digits = len(claim.split(".")[1])
+        assert any(f"{float(n):.{digits}f}" == claim for n in numbers), f"{claim} not among notebook {row['notebook']}'s outputs"
+
+
+def test_course_table_lists_every_notebook_and_links_exist():
+    assert [row["#"] for row in _table(README, "## The course")] == list(NOTEBOOKS)
+    for link in re.findall(r"\]\(((?!https?://|#)[^)]+)\)", README):
+        assert (ROOT / link).exists(), f"README links to missing {link}"
+
+
+def test_widget_claim_names_exactly_the_notebooks_with_each_slider():
+    claim = re.search(r"show what\s+alpha \(([\d, ]+)\), tau \(([\d, ]+)\) and lam \(([\d, ]+)\) do", README)
+    assert claim, "README's sentence on widgets changed: update this test with it"
+    for name, listed in zip(("alpha", "tau", "lam"), claim.groups()):
+        using = [n for n, p in NOTEBOOKS.items() if f"{name}_widget(" in _outputs(p)[1]]
+        assert using == [n.strip() for n in listed.split(",")], f"{name}_widget is used in {using}"
+
+
+def test_every_notebook_is_committed_with_full_mode_outputs():
+    for number, path in NOTEBOOKS.items():
+        assert "mode: full" in _outputs(path)[0], f"notebook {number} was not committed from a full-mode run"
