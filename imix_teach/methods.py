@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from . import _checks, distributed, losses
-from .mixing import cutmix, imix, mix_targets, mixup
+from .mixing import imix, mix_targets
 from .models import prediction_head, projection_head
 
 
@@ -173,10 +173,7 @@ class SimCLR(ContrastiveMethod):
             targets = distributed.local_targets(base, 2 * n)
             return losses.simclr_loss(clean_here, clean, targets, self.tau, offset=offset, check=False)
         first = imix(view1, alpha, targets=base[:n], generator=generator, **mix_options)
-        if mix_options.get("mode", "mixup") == "cutmix":
-            second, lam2 = cutmix(view2, first.lam, first.perm, generator=generator)
-        else:
-            second, lam2 = mixup(view2, first.lam, first.perm, check=False), first.lam
+        second, lam2 = first.apply_to(view2, generator)  # the same partners for the second view
         targets = torch.cat([first.targets, mix_targets(base[n:], lam2, first.perm, check=False)])
         mixed = self.embed(torch.cat([first.inputs, second]))
         return losses.simclr_loss(mixed, clean, distributed.local_targets(targets, 2 * n), self.tau,

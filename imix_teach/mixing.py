@@ -221,6 +221,17 @@ class Mixed(NamedTuple):
     targets: torch.Tensor  # (N, C): lam * targets + (1 - lam) * targets[perm]
     lam: torch.Tensor  # 0-d (per batch) or (N,) (per sample)
     perm: torch.Tensor  # (N,)
+    mode: str = "mixup"
+
+    def apply_to(self, x: torch.Tensor, generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Mix another batch (N, ...) with the same partners and lam (SimCLR mixes both views so).
+
+        Returns (mixed x, lam used): for "cutmix" a new box of the same area, whose clipped share
+        is recomputed, so the lam that goes with it may differ from ``self.lam``.
+        """
+        if self.mode == "cutmix":
+            return cutmix(x, self.lam, self.perm, generator=generator)
+        return mixup(x, self.lam, self.perm, check=False), self.lam
 
 
 def imix(
@@ -269,4 +280,4 @@ def imix(
     else:
         mixed = mixup(x, lam, perm, check=False)
     lam = lam.to(x.device)
-    return Mixed(mixed, mix_targets(targets, lam, perm, check=False), lam, perm)
+    return Mixed(mixed, mix_targets(targets, lam, perm, check=False), lam, perm, mode)

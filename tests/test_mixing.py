@@ -122,3 +122,18 @@ def test_sample_lambda_tiny_alpha_means_almost_no_mixing():
     lam = sample_lambda(1e-3, 10_000, generator=torch.Generator().manual_seed(0))
     middle = float(((lam > 0.1) & (lam < 0.9)).float().mean())
     assert middle < 0.01  # Beta(1e-3, 1e-3) puts 0.2 % of its mass in (0.1, 0.9)
+
+
+def test_mixed_apply_to_mixes_another_batch_with_the_same_partners():
+    from imix_teach.mixing import imix, mixup
+
+    g = torch.Generator().manual_seed(0)
+    a, b = torch.randn(6, 3, 8, 8), torch.randn(6, 3, 8, 8)
+    first = imix(a, 1.0, generator=g)
+    second, lam = first.apply_to(b)
+    assert torch.equal(second, mixup(b, first.lam, first.perm)) and torch.equal(lam, first.lam)
+    boxed = imix(a, 1.0, mode="cutmix", generator=g)
+    second, lam = boxed.apply_to(b, g)
+    pasted = (second != b).flatten(1).any(1)  # rows that received a patch come from b[perm]
+    assert 0.0 <= float(lam) <= 1.0 and boxed.mode == "cutmix"
+    assert torch.equal(second[~pasted], b[~pasted])
