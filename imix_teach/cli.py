@@ -13,10 +13,12 @@ import sys
 import time
 from pathlib import Path
 
+import torch
 from torch.distributed.elastic.multiprocessing.errors import record
 
-from . import pretrain_command
+from . import demo, pretrain_command
 from . import reproduce as rp
+from .checkpoint import CheckpointError
 
 
 def _positive_int(text: str) -> int:
@@ -79,13 +81,21 @@ def _split(parser: argparse.ArgumentParser, option: str, text: str, choices, all
 
 @record  # under torchrun: a failing rank's traceback is reported, and torchrun stops the others
 def main(argv: list[str] | None = None) -> int:
+    """Parse ``argv`` (default: the command line), run the sub-command, return its exit code."""
     parser = _parser()
     args = parser.parse_args(argv)
+    try:
+        return _dispatch(parser, args)
+    except (ValueError, TypeError, FileNotFoundError, PermissionError, CheckpointError) as err:
+        # A mistake in the input, named by the error itself: no traceback to read through.
+        print(f"imix-teach {args.command}: error: {err}", file=sys.stderr)
+        return 2
+
+
+def _dispatch(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     if args.command == "pretrain":
         return pretrain_command.run(args)
     if args.command == "demo":
-        from . import demo
-
         demo.main(args.args)
         return 0
     if args.preset not in rp.PRESETS:
@@ -94,8 +104,6 @@ def main(argv: list[str] | None = None) -> int:
     methods = _split(parser, "--methods", args.methods, rp.METHOD_CHOICES)
     if args.quick and args.preset != "cpu":
         parser.error("argument --quick: only the cpu preset has a quick version")
-    import torch
-
     if args.threads is not None:
         torch.set_num_threads(args.threads)
     preset = rp.get_preset(args.preset, quick=True if args.quick else None)

@@ -8,10 +8,12 @@ from __future__ import annotations
 import os
 import random
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 import torch
 
+T = TypeVar("T")
 _TRUE = {"1", "true", "yes", "on"}
 
 
@@ -20,7 +22,7 @@ def quick_mode() -> bool:
     return os.environ.get("IMIX_QUICK", "").strip().lower() in _TRUE
 
 
-def pick(full, quick):
+def pick(full: T, quick: T) -> T:
     """Return ``quick`` in quick mode, else ``full``: ``epochs = pick(30, 2)``."""
     return quick if quick_mode() else full
 

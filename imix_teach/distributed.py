@@ -117,6 +117,7 @@ class SyncBatchNorm(nn.modules.batchnorm._BatchNorm):
             raise ValueError(f"SyncBatchNorm expects (N, C, ...) input, got shape {tuple(x.shape)}")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(N, C, ...) -> normalised with statistics of the global batch (training, several processes)."""
         if not (self.training and world_size() > 1):
             return super().forward(x)
         self._check_input_dim(x)
@@ -187,6 +188,7 @@ class Context:
 
     @property
     def is_main(self) -> bool:
+        """Rank 0: the one process that writes checkpoints and logs and evaluates."""
         return self.rank == 0
 
 

@@ -17,6 +17,7 @@ from torch import nn
 
 from . import _checks
 from .config import pick_device
+from .data.base import DomainData
 
 
 @torch.no_grad()
@@ -197,8 +198,8 @@ def least_squares_accuracy(
 
 def evaluate_encoder(
     encoder: nn.Module,
-    train,
-    test,
+    train: DomainData,
+    test: DomainData,
     *,
     evaluate: Sequence[str] = ("linear", "knn"),
     probe_epochs: int = 100,

@@ -18,7 +18,8 @@ from torch import nn
 from .evaluate import evaluate_encoder
 from .methods import METHODS, build_method
 from .models import build_encoder
-from .train import History, pretrain
+from .data.base import DomainData
+from .train import Augment, History, pretrain
 
 
 def small_encoder(input_shape: tuple[int, ...], width: int = 32) -> nn.Module:
@@ -58,8 +59,8 @@ class RunResult:
 
 def run(
     method: str,
-    train,
-    test,
+    train: DomainData,
+    test: DomainData,
     *,
     alpha: float | None = None,
     epochs: int = 30,
@@ -67,7 +68,7 @@ def run(
     seed: int = 0,
     tau: float = 0.2,
     encoder: nn.Module | None = None,
-    augment=None,
+    augment: Augment | None = None,
     method_kwargs: dict[str, Any] | None = None,
     evaluate: tuple[str, ...] = ("linear", "knn"),
     probe_epochs: int = 100,

@@ -93,7 +93,7 @@ class ContrastiveMethod(nn.Module):
         """The anchor batch and its targets: as given when alpha is None, else i-Mixed (Algorithm 1)."""
         if alpha is None:
             return view, targets
-        mixed = imix(view, alpha, targets=targets, generator=generator, **mix_options)
+        mixed = imix(view, alpha, targets=targets, generator=generator, check=False, **mix_options)
         return mixed.inputs, mixed.targets
 
     def after_step(self) -> None:
@@ -143,6 +143,7 @@ class SupervisedNPair(NPair):
     needs_labels = True
 
     def virtual_labels(self, n: int, labels: torch.Tensor | None, device: torch.device) -> torch.Tensor:
+        """(N, W*N): 1 where the anchor's label matches a (gathered) positive's, rows normalised."""
         if labels is None:
             raise ValueError("labels must be given to SupervisedNPair (shape (N,) class ids)")
         return losses.supervised_targets(labels, distributed.gather(labels))
@@ -172,7 +173,7 @@ class SimCLR(ContrastiveMethod):
         if alpha is None:
             targets = distributed.local_targets(base, 2 * n)
             return losses.simclr_loss(clean_here, clean, targets, self.tau, offset=offset, check=False)
-        first = imix(view1, alpha, targets=base[:n], generator=generator, **mix_options)
+        first = imix(view1, alpha, targets=base[:n], generator=generator, check=False, **mix_options)
         second, lam2 = first.apply_to(view2, generator)  # the same partners for the second view
         targets = torch.cat([first.targets, mix_targets(base[n:], lam2, first.perm, check=False)])
         mixed = self.embed(torch.cat([first.inputs, second]))
@@ -200,6 +201,7 @@ class MomentumMethod(ContrastiveMethod):
         raise NotImplementedError
 
     def after_step(self) -> None:
+        """Each EMA twin moves towards its online module (Eq. 7)."""
         for online, twin in self.momentum_pairs():
             ema_update(twin, online, self.momentum)
 
@@ -238,6 +240,7 @@ class MoCo(MomentumMethod):
         return kwargs
 
     def momentum_pairs(self) -> list[tuple[nn.Module, nn.Module]]:
+        """The query encoder and projector, each with its key-side twin."""
         return [(self.encoder, self.key_encoder), (self.projector, self.key_projector)]
 
     def forward(self, view1: torch.Tensor, view2: torch.Tensor, alpha: float | None = None, *,
@@ -304,6 +307,7 @@ class BYOL(MomentumMethod):
         return losses.byol_loss(predictions, target_embeddings, targets, check=False)
 
     def momentum_pairs(self) -> list[tuple[nn.Module, nn.Module]]:
+        """The online encoder and projector, each with its target twin (the predictor has none)."""
         return [(self.encoder, self.target_encoder), (self.projector, self.target_projector)]
 
 

@@ -71,6 +71,7 @@ class Maxout(nn.Module):
         self.pieces = pieces
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(N, F) -> (N, F / pieces): the largest of each group of ``pieces`` consecutive units."""
         return x.view(x.shape[0], -1, self.pieces).amax(dim=2)
 
 
@@ -88,6 +89,7 @@ class GroupedLinear(nn.Module):
         self.linears = nn.ModuleList(nn.Linear(g, out) for g in self.groups)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(N, sum(groups)) -> (N, out * len(groups))."""
         return torch.cat([lin(part) for lin, part in zip(self.linears, x.split(self.groups, dim=1))], dim=1)
 
 
@@ -141,6 +143,7 @@ class OutputBatchNorm(nn.BatchNorm1d):
 
     @property
     def out_features(self) -> int:
+        """The width of the head's output (what the next head reads)."""
         return self.num_features
 
 

@@ -19,46 +19,25 @@ from __future__ import annotations
 import inspect
 import math
 import os
-import time
-import warnings
 from collections.abc import Callable, Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 from torch import nn
-from tqdm.auto import tqdm
 
 from . import distributed
-from .checkpoint import Checkpoint
+from .checkpoint import Checkpoint, ResumeWarning, resume_from, training_state
 from .config import pick_device
 from .methods import ContrastiveMethod
 from .mixing import inputmix as apply_inputmix
 from .mixing import inputmix_pair
+from .monitor import History, Log, NonFiniteLossError
+
+__all__ = ["Augment", "History", "NonFiniteLossError", "ResumeWarning", "StepOptions", "autocast_dtype", "lr_lambda",
+           "pretrain", "train_step", "unwrap"]
 
 Augment = Callable[[torch.Tensor, torch.Generator], torch.Tensor]
-
-
-@dataclass
-class History:
-    """What a run recorded: one row per logged step, and one value per epoch."""
-
-    step: list[int] = field(default_factory=list)
-    loss: list[float] = field(default_factory=list)
-    lr: list[float] = field(default_factory=list)
-    epoch_loss: list[float] = field(default_factory=list)
-    epoch_seconds: list[float] = field(default_factory=list)
-
-    def as_dict(self) -> dict[str, list]:
-        return asdict(self)
-
-
-class NonFiniteLossError(FloatingPointError):
-    """The loss (or the weights) became NaN/inf; the last good checkpoint is left untouched."""
-
-
-class ResumeWarning(UserWarning):
-    """A run resumed with changed settings (lr, schedule, ...), which were applied from there on."""
 
 
 def lr_lambda(warmup_steps: int, total_steps: int) -> Callable[[int], float]:
@@ -145,93 +124,96 @@ def train_step(
 
 
 def pretrain(
-    method: ContrastiveMethod,
-    inputs: torch.Tensor,
-    augment: Augment,
-    *,
-    epochs: int,
-    batch_size: int = 256,
-    alpha: float | None = None,
-    mix_options: dict[str, Any] | None = None,
-    inputmix: bool | str = False,
-    labels: torch.Tensor | None = None,
-    lr: float | None = None,
-    momentum: float = 0.9,
-    weight_decay: float = 1e-4,
-    warmup_epochs: int | None = None,
-    device: str | torch.device | None = None,
-    amp: str | bool = "auto",
-    channels_last: bool | str = "auto",
-    compile: bool = False,
-    sync_bn: bool = True,
-    checkpoint: str | os.PathLike | None = None,
-    resume: bool = True,
-    seed: int = 0,
-    log_every: int = 10,
-    progress: bool = True,
-    callback: Callable[[int, History], None] | None = None,
+    method: ContrastiveMethod, inputs: torch.Tensor, augment: Augment, *, epochs: int, batch_size: int = 256,
+    alpha: float | None = None, mix_options: dict[str, Any] | None = None, inputmix: bool | str = False,
+    labels: torch.Tensor | None = None, lr: float | None = None, momentum: float = 0.9, weight_decay: float = 1e-4,
+    warmup_epochs: int | None = None, device: str | torch.device | None = None, amp: str | bool = "auto",
+    channels_last: bool | str = "auto", compile: bool = False, sync_bn: bool = True,
+    checkpoint: str | os.PathLike | None = None, resume: bool = True, seed: int = 0, log_every: int = 10,
+    progress: bool = True, callback: Callable[[int, History], None] | None = None,
 ) -> History:
     """Pretrain ``method`` on ``inputs`` (N, ...) raw samples; returns the :class:`History`.
 
     augment(x, generator) -> one view of the batch x (called twice per step). alpha: i-Mix's
-    Beta(alpha, alpha); None trains the plain method. mix_options: passed to
-    :func:`imix_teach.mixing.imix` (mode="cutmix", per_sample=True, max_lam=True). inputmix:
-    InputMix for the no-augmentation setting (Table 3): True or "per_view" mixes each view with
-    partners from itself, "both_views" draws partners from both views (the authors' code).
-    labels: for SupervisedNPair.
-    batch_size: the global batch (split over torchrun's processes); lr None = 0.125 * batch / 256.
-    sync_bn: SyncBatchNorm when several processes train. checkpoint: a file written atomically
-    after every epoch (rank 0); with ``resume`` a run continues from it, applying (and saying)
-    changed lr, momentum, weight decay, epochs or warm-up, refusing changed data, seed, method,
-    alpha or batch size. callback(epoch, history) runs after each epoch's checkpoint.
+    Beta(alpha, alpha); None trains the plain method. mix_options: passed to :func:`~imix_teach.mixing.imix`
+    (mode="cutmix", per_sample=True, max_lam=True). inputmix: InputMix (Table 3), True or "per_view"
+    (partners from the same view) or "both_views" (from both, the authors' code). labels: for
+    SupervisedNPair. batch_size: the global batch, split over torchrun's processes; lr None =
+    0.125 * batch_size / 256. sync_bn: SyncBatchNorm when several processes train. checkpoint: a
+    file written atomically after every epoch (rank 0); with ``resume`` a run continues from it,
+    applying (and saying) a changed lr, momentum, weight decay, epochs or warm-up, and refusing
+    another run's checkpoint. callback(epoch, history) runs after each epoch's checkpoint.
     """
-    _validate(inputs, labels, epochs=epochs, batch_size=batch_size, alpha=alpha, lr=lr, log_every=log_every,
-              warmup_epochs=warmup_epochs)
-    if inputmix not in (False, True, "per_view", "both_views"):
-        raise ValueError(f"inputmix must be False, True, 'per_view' or 'both_views', got {inputmix!r}")
-    ctx = distributed.setup(pick_device(device))
-    n, steps_per_epoch = inputs.shape[0], inputs.shape[0] // batch_size  # full batches only
-    _check_world(batch_size, ctx.world_size)
-    warmup_epochs = min(10, epochs // 10) if warmup_epochs is None else warmup_epochs
-    base_lr = 0.125 * batch_size / 256 if lr is None else lr
-    config = dict(method=method.name, n=n, seed=seed, alpha=alpha, batch_size=batch_size,  # must match to resume
-                  lr=base_lr, momentum=momentum, weight_decay=weight_decay, epochs=epochs,
-                  warmup_epochs=warmup_epochs, world_size=ctx.world_size)
-    model, optimizer, scaler, options = _prepare(method, inputs, ctx, amp=amp, channels_last=channels_last,
-                                                 compile=compile, sync_bn=sync_bn, alpha=alpha, mix_options=mix_options,
-                                                 inputmix=inputmix, momentum=momentum, weight_decay=weight_decay,
-                                                 base_lr=base_lr)
-    ckpt = Checkpoint(checkpoint) if checkpoint is not None else None
-    history, start_epoch = _resume(ckpt, resume, method, optimizer, scaler, config, ctx)
-    scheduler = _schedule(optimizer, base_lr, warmup_epochs * steps_per_epoch, epochs * steps_per_epoch,
-                          start_epoch * steps_per_epoch)
-    data = inputs.to(ctx.device)
-    labels = labels.to(ctx.device) if labels is not None else None
-    local = batch_size // ctx.world_size  # this rank's rows of every global batch
-    log = _Log(history, log_every, scheduler, ckpt, total=epochs * steps_per_epoch, initial=start_epoch * steps_per_epoch,
-               show=progress and ctx.is_main, desc=f"{method.name}{' + i-Mix' if alpha is not None else ''}")
-    model.train()
+    settings = {k: v for k, v in locals().items() if k not in ("method", "inputs", "augment", "labels", "callback")}
+    run = _setup(method, inputs, labels, settings)
+    rank, local = run.ctx.rank, batch_size // run.ctx.world_size  # this rank's rows of every global batch
     try:
-        for epoch in range(start_epoch, epochs):
-            order, generator = _epoch_rng(seed, epoch, n, ctx)
-            for b in range(steps_per_epoch):
+        for epoch in range(run.start_epoch, epochs):
+            order, generator = _epoch_rng(seed, epoch, inputs.shape[0], run.ctx)
+            for b in range(run.steps):
                 # The global batch is the same on every rank; each takes its own slice of it.
-                idx = order[b * batch_size + ctx.rank * local:b * batch_size + (ctx.rank + 1) * local]
-                loss = train_step(model, data[idx], augment, optimizer, generator, options,
-                                  labels=labels[idx] if labels is not None else None, scheduler=scheduler, scaler=scaler)
-                log.step(loss, epoch, last=b == steps_per_epoch - 1)
-            log.end_epoch(method, steps_per_epoch)  # checks loss and weights *before* saving them
-            if ckpt is not None and ctx.is_main:
-                ckpt.save(_state(method, optimizer, scaler, epoch + 1, history, config))
+                idx = order[b * batch_size + rank * local:b * batch_size + (rank + 1) * local]
+                loss = train_step(run.model, run.data[idx], augment, run.optimizer, generator, run.options,
+                                  labels=run.labels[idx] if run.labels is not None else None,
+                                  scheduler=run.scheduler, scaler=run.scaler)
+                run.log.step(loss, epoch, last=b == run.steps - 1)
+            run.log.end_epoch(method, run.steps)  # checks loss and weights *before* saving them
+            if run.ckpt is not None and run.ctx.is_main:
+                run.ckpt.save(training_state(method, run.optimizer, run.scaler, epoch + 1, run.history, run.config))
             if callback is not None:
-                callback(epoch, history)
+                callback(epoch, run.history)
     finally:
-        log.close()
-    return history
+        run.log.close()
+    return run.history
+
+
+@dataclass
+class _Run:
+    """Everything :func:`pretrain`'s loop uses, built by :func:`_setup`."""
+
+    ctx: distributed.Context
+    model: nn.Module  # the method, or its DDP wrapper
+    optimizer: torch.optim.Optimizer
+    scaler: torch.amp.GradScaler
+    scheduler: torch.optim.lr_scheduler.LambdaLR
+    options: StepOptions
+    ckpt: Checkpoint | None
+    history: History
+    log: Log
+    start_epoch: int
+    steps: int  # full global batches per epoch
+    data: torch.Tensor
+    labels: torch.Tensor | None
+    config: dict[str, Any]
+
+
+def _setup(method: ContrastiveMethod, inputs: torch.Tensor, labels: torch.Tensor | None, s: dict[str, Any]) -> _Run:
+    """Checks, process group, device, DDP, optimiser, resume, schedule and logging, in that order."""
+    _validate(inputs, labels, **{k: s[k] for k in ("epochs", "batch_size", "alpha", "lr", "log_every",
+                                                    "warmup_epochs", "inputmix")})
+    ctx = distributed.setup(pick_device(s["device"]))
+    _check_world(s["batch_size"], ctx.world_size)
+    steps, epochs = inputs.shape[0] // s["batch_size"], s["epochs"]
+    warmup = min(10, epochs // 10) if s["warmup_epochs"] is None else s["warmup_epochs"]
+    base_lr = 0.125 * s["batch_size"] / 256 if s["lr"] is None else s["lr"]
+    config = dict(method=method.name, n=inputs.shape[0], seed=s["seed"], alpha=s["alpha"], batch_size=s["batch_size"],
+                  lr=base_lr, momentum=s["momentum"], weight_decay=s["weight_decay"], epochs=epochs,
+                  warmup_epochs=warmup, world_size=ctx.world_size)
+    model, optimizer, scaler, options = _prepare(method, inputs, ctx, base_lr=base_lr, **{k: s[k] for k in (
+        "amp", "channels_last", "compile", "sync_bn", "alpha", "mix_options", "inputmix", "momentum", "weight_decay")})
+    ckpt = Checkpoint(s["checkpoint"]) if s["checkpoint"] is not None else None
+    history, start = resume_from(ckpt, s["resume"], method, optimizer, scaler, config, ctx)
+    scheduler = _schedule(optimizer, base_lr, warmup * steps, epochs * steps, start * steps)
+    log = Log(history, s["log_every"], scheduler, ckpt.path if ckpt else None, total=epochs * steps,
+              initial=start * steps, show=s["progress"] and ctx.is_main,
+              desc=f"{method.name}{' + i-Mix' if s['alpha'] is not None else ''}")
+    model.train()
+    return _Run(ctx, model, optimizer, scaler, scheduler, options, ckpt, history, log, start, steps,
+                inputs.to(ctx.device), labels.to(ctx.device) if labels is not None else None, config)
 
 
 def _validate(inputs: Any, labels: Any, *, epochs: int, batch_size: int, alpha: float | None, lr: float | None,
-              log_every: int, warmup_epochs: int | None) -> None:
+              log_every: int, warmup_epochs: int | None, inputmix: bool | str) -> None:
     """Arguments checked before anything is built: each error names the argument and the fix."""
     if not torch.is_tensor(inputs):
         raise TypeError(f"inputs must be a torch.Tensor (N, ...), got {type(inputs).__name__}; use torch.as_tensor(...)")
@@ -248,6 +230,8 @@ def _validate(inputs: Any, labels: Any, *, epochs: int, batch_size: int, alpha: 
     if warmup_epochs is not None and (isinstance(warmup_epochs, bool) or not isinstance(warmup_epochs, int)
                                       or warmup_epochs < 0):
         raise ValueError(f"warmup_epochs must be an integer >= 0 (or None for min(10, epochs // 10)), got {warmup_epochs!r}")
+    if inputmix not in (False, True, "per_view", "both_views"):
+        raise ValueError(f"inputmix must be False, True, 'per_view' or 'both_views', got {inputmix!r}")
     if labels is not None and (not torch.is_tensor(labels) or tuple(labels.shape) != (n,)):
         shape = tuple(labels.shape) if torch.is_tensor(labels) else type(labels).__name__
         raise ValueError(f"labels must be a tensor of shape ({n},) to match inputs, got {shape}")
@@ -312,94 +296,3 @@ def _epoch_rng(seed: int, epoch: int, n: int, ctx: distributed.Context) -> tuple
     return order, torch.Generator(device=ctx.device).manual_seed(seed * 1_000_003 + epoch + ctx.rank * 2**40)
 
 
-def _state(method: nn.Module, optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler, epoch: int,
-           history: History, config: dict[str, Any]) -> dict[str, Any]:
-    """Everything a resume needs, as tensors and plain Python values only (weights_only loading)."""
-    rng = {"torch": torch.get_rng_state()}
-    if torch.cuda.is_available():
-        rng["cuda"] = torch.cuda.get_rng_state_all()
-    return dict(method=method.state_dict(), optimizer=optimizer.state_dict(), scaler=scaler.state_dict(), rng=rng,
-                epoch=epoch, history=history.as_dict(), config=dict(config))
-
-
-_IDENTITY = ("method", "n", "seed", "alpha", "batch_size")  # a different run if any of these differ
-
-
-def _resume(ckpt: Checkpoint | None, resume: bool, method: nn.Module, optimizer: torch.optim.Optimizer,
-            scaler: torch.amp.GradScaler, config: dict[str, Any], ctx: distributed.Context) -> tuple[History, int]:
-    """Load the checkpoint (if any and ``resume``); refuse another run's, apply and say changed settings."""
-    if ckpt is None:
-        return History(), 0
-    if ctx.is_main:
-        ckpt.check_writable()  # a read-only folder fails now, not after the first epoch
-    state = ckpt.load(map_location=ctx.device) if resume else None
-    if state is None:
-        return History(), 0
-    saved = state["config"]
-    clash = {k: (saved.get(k), config[k]) for k in _IDENTITY if saved.get(k) != config[k]}
-    if clash:
-        said = ", ".join(f"{k} {a!r} -> {b!r}" for k, (a, b) in clash.items())
-        raise ValueError(f"checkpoint {ckpt.path} belongs to another run ({said}); pass the same settings, "
-                         "resume=False to start over, or another checkpoint path")
-    method.load_state_dict(state["method"])
-    optimizer.load_state_dict(state["optimizer"])
-    scaler.load_state_dict(state["scaler"])
-    torch.set_rng_state(state["rng"]["torch"].cpu())
-    for group in optimizer.param_groups:  # today's settings win over the saved ones...
-        group.update(momentum=config["momentum"], weight_decay=config["weight_decay"])
-    changed = {k: (saved.get(k), v) for k, v in config.items() if k not in _IDENTITY and saved.get(k) != v}
-    if changed and ctx.is_main:  # ...and the user is told
-        said = ", ".join(f"{k} {a!r} -> {b!r}" for k, (a, b) in changed.items())
-        warnings.warn(f"resuming {ckpt.path} at epoch {state['epoch']} with changed settings, applied from "
-                      f"here on: {said}", ResumeWarning, stacklevel=3)
-    return History(**state["history"]), int(state["epoch"])
-
-
-class _Log:
-    """Loss bookkeeping: one host sync per ``log_every`` steps, which is also the NaN check."""
-
-    def __init__(self, history: History, every: int, scheduler, ckpt: Checkpoint | None, *, total: int,
-                 initial: int, show: bool, desc: str):
-        self.history, self.every, self.scheduler, self.ckpt = history, every, scheduler, ckpt
-        self.bar = tqdm(total=total, initial=initial, disable=not show, desc=desc)
-        self.window, self.running, self.count, self.step_no = None, None, 0, initial
-        self.tic = None
-
-    def step(self, loss: torch.Tensor, epoch: int, last: bool) -> None:
-        if self.running is None:
-            self.running, self.window, self.tic = torch.zeros_like(loss), torch.zeros_like(loss), time.perf_counter()
-        self.running += loss.float()
-        self.window += loss.float()
-        self.count += 1
-        self.step_no += 1
-        if self.count % self.every == 0 or last:
-            mean = float(distributed.all_mean(self.window)) / ((self.count - 1) % self.every + 1)
-            self._check(mean, epoch)
-            self.history.step.append(self.step_no)
-            self.history.loss.append(mean)
-            self.history.lr.append(self.scheduler.get_last_lr()[0])
-            self.window.zero_()
-            self.bar.set_postfix(loss=f"{mean:.3f}", lr=f"{self.history.lr[-1]:.3g}", epoch=epoch + 1)
-        self.bar.update(1)
-
-    def end_epoch(self, method: nn.Module, steps: int) -> None:
-        # The last step's update is not yet seen by any loss: check the weights themselves.
-        size = torch.stack([p.detach().float().abs().sum() for p in method.parameters()]).sum()
-        if not math.isfinite(float(size)):
-            self._check(float("nan"), len(self.history.epoch_loss), what="the weights")
-        self.history.epoch_loss.append(float(distributed.all_mean(self.running)) / steps)
-        self.history.epoch_seconds.append(time.perf_counter() - self.tic)
-        self.running, self.count = None, 0
-
-    def _check(self, value: float, epoch: int, what: str = "the loss") -> None:
-        if math.isfinite(value):
-            return
-        kept = f" The last good checkpoint is kept at {self.ckpt.path}." if self.ckpt is not None else ""
-        raise NonFiniteLossError(
-            f"{what} became {value} at epoch {epoch}, step {self.step_no}; lower lr (now "
-            f"{self.scheduler.get_last_lr()[0]:.4g}) or alpha, or use amp='off'.{kept} Resuming with a lower lr "
-            "applies it from the last checkpoint."
-        )
-
-    def close(self) -> None:
-        self.bar.close()

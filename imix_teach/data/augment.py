@@ -24,6 +24,7 @@ from typing import Optional
 
 import torch
 import torch.nn.functional as F
+from torchvision.transforms import v2
 from torch import Tensor
 from torch.utils.data import Dataset
 
@@ -110,6 +111,7 @@ class ImageTransform:
         self.mean, self.std = tuple(mean), tuple(std)
 
     def normalize(self, x: Tensor) -> Tensor:
+        """(N, C, H, W) float in [0, 1] -> standardised with the dataset's per-channel mean and std."""
         mean = torch.tensor(self.mean, device=x.device, dtype=x.dtype).view(1, -1, 1, 1)
         std = torch.tensor(self.std, device=x.device, dtype=x.dtype).view(1, -1, 1, 1)
         return (x - mean) / std
@@ -198,13 +200,11 @@ class ImageAugment(ImageTransform):
             x = x + self.noise * randn(tuple(x.shape), x, generator)
         return self.normalize(x)
 
-    def torchvision_v2(self):
+    def torchvision_v2(self) -> v2.Compose:
         """The same recipe as a per-sample ``torchvision.transforms.v2.Compose`` (uint8 CHW -> float).
 
         Rotation and noise (digits only) are not included; everything else matches the arguments.
         """
-        from torchvision.transforms import v2
-
         steps = [v2.RandomResizedCrop(self.size, scale=self.scale, ratio=self.ratio, antialias=True)]
         if self.flip > 0:
             steps.append(v2.RandomHorizontalFlip(self.flip))

@@ -84,6 +84,7 @@ class DomainData:
 
     @property
     def num_classes(self) -> int:
+        """How many classes the labels index."""
         return len(self.classes)
 
     def class_counts(self) -> Tensor:
@@ -122,7 +123,8 @@ class DatasetInfo:
 DATASETS: dict[str, DatasetInfo] = {}
 
 
-def register(name: str, domain: str, splits: tuple[str, ...], options: dict[str, Any], description: str):
+def register(name: str, domain: str, splits: tuple[str, ...], options: dict[str, Any],
+             description: str) -> Callable[[Callable[..., DomainData]], Callable[..., DomainData]]:
     """Decorator: ``@register("fsdd", "speech", ("train", "test"), {...}, "...")`` on a loader."""
 
     def wrap(fn: Callable[..., DomainData]) -> Callable[..., DomainData]:
@@ -152,6 +154,7 @@ class Source:
         )
 
     def download_failed(self, what: str, path: Path, err: BaseException) -> FileNotFoundError:
+        """The error to raise when ``what`` is missing at ``path`` and its download failed with ``err``."""
         return FileNotFoundError(
             f"{self.name}: {what} not found at {Path(path).absolute()} and downloading it failed "
             f"({type(err).__name__}: {err}). Point IMIX_DATA at an offline copy "
@@ -238,6 +241,7 @@ def check_int(arg: str, value: Any, minimum: int = 1, allow_none: bool = False) 
 
 
 def check_choice(arg: str, value: Any, choices: Sequence[Any]) -> Any:
+    """``value`` if it is one of ``choices``, else a ValueError naming ``arg`` and the valid values."""
     if value not in choices:
         raise ValueError(f"{arg}={value!r} is not valid; valid values: {list(choices)}")
     return value

@@ -99,7 +99,7 @@ class LogMel:
         return self.to_db(self.power(x))
 
 
-def coloured_noise(n: int, length: int, like: Tensor, generator) -> Tensor:
+def coloured_noise(n: int, length: int, like: Tensor, generator: torch.Generator | None) -> Tensor:
     """(n, length) synthetic noise with unit RMS, power spectrum 1/f^beta, beta ~ U(0, 2) (white to brown)."""
     white = randn((n, length), like, generator)
     beta = uniform(n, 0.0, 2.0, like, generator)

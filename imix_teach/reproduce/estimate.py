@@ -1,6 +1,7 @@
 """Time a preset before running it: a few measured steps per run, extrapolated to the grid."""
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from typing import Any
 
@@ -14,7 +15,8 @@ from .presets import DEFAULT_METHODS, DOMAINS, Preset, get_preset
 from .runner import DataCache, encoder_for
 
 def estimate(preset: Preset | str, domains: Sequence[str] = DOMAINS, methods: Sequence[str] = DEFAULT_METHODS,
-             seeds: int = 3, *, steps: int = 5, root=None, device=None, datasets: Sequence[str] | None = None,
+             seeds: int = 3, *, steps: int = 5, root: str | os.PathLike | None = None,
+             device: str | torch.device | None = None, datasets: Sequence[str] | None = None,
              **overrides: Any) -> list[dict[str, Any]]:
     """Time ``steps`` training steps of each (dataset, method, i-Mix on/off) and extrapolate to the grid.
 
@@ -48,6 +50,7 @@ def estimate(preset: Preset | str, domains: Sequence[str] = DOMAINS, methods: Se
 
 
 def estimate_table(rows: Sequence[dict[str, Any]]) -> str:
+    """The rows of :func:`estimate` as a Markdown table with the total."""
     lines = ["| dataset | method | i-Mix | s/step | steps/run | h/run | h for all seeds |", "|---|---|---|---|---|---|---|"]
     for r in rows:
         lines.append(f"| {r['dataset']} | {r['method']} | {'yes' if r['imix'] else 'no'} | {r['step_seconds']:.3f} "

@@ -23,6 +23,7 @@ class RunSpec:
 
     @property
     def alpha(self) -> float | None:
+        """i-Mix's alpha for this run, None for the baseline."""
         return self.spec.alpha if self.imix else None
 
     def config(self) -> dict[str, Any]:
@@ -35,10 +36,12 @@ class RunSpec:
                     channels_last=self.channels_last, compile=self.compile)
 
     def config_hash(self) -> str:
+        """10 hex digits of a hash of :meth:`config`: a changed setting makes a new run."""
         return hashlib.sha1(json.dumps(self.config(), sort_keys=True, default=str).encode()).hexdigest()[:10]
 
     @property
     def key(self) -> str:
+        """preset/dataset/method/alpha/seed/hash: the run's name in ``runs.json``."""
         alpha = f"alpha{self.spec.alpha:g}" if self.imix else "baseline"
         return f"{self.preset}/{self.spec.dataset}/{self.method}/{alpha}/seed{self.seed}/{self.config_hash()}"
 

@@ -71,6 +71,7 @@ class DatasetSpec:
         return "least_squares" if "least_squares" in self.evaluate else "linear"
 
     def as_dict(self) -> dict[str, Any]:
+        """JSON-ready settings (tuples as lists), as hashed and written to results.json."""
         return json.loads(json.dumps(dataclasses.asdict(self), default=str))
 
 
@@ -85,6 +86,7 @@ class Preset:
     compile: bool = False
 
     def domain(self, domain: str) -> list[DatasetSpec]:
+        """The preset's datasets of one domain (image, speech, tabular)."""
         return [d for d in self.datasets if d.domain == domain]
 
 

@@ -41,7 +41,8 @@ class DataCache:
         self.root = root
         self._cache: dict[str, Any] = {}
 
-    def get(self, spec: DatasetSpec):
+    def get(self, spec: DatasetSpec) -> tuple[Any, Any]:
+        """(train, test) DomainData for a spec, loaded once; test cut to ``spec.test_limit`` rows."""
         key = json.dumps([str(data_root(self.root)), spec.dataset, spec.train_options, spec.test_options,
                           spec.test_limit], sort_keys=True, default=str)
         if key in self._cache:
@@ -60,7 +61,7 @@ class DataCache:
         return self._cache[key]
 
 
-def execute(run: RunSpec, data: DataCache, *, checkpoint: Path | None = None, device=None,
+def execute(run: RunSpec, data: DataCache, *, checkpoint: Path | None = None, device: str | torch.device | None = None,
             step_progress: bool = False) -> dict[str, Any]:
     """Pretrain + evaluate one run; returns its JSON record."""
     spec = run.spec

@@ -44,12 +44,14 @@ class ResultStore:
         return key in self.records
 
     def add(self, record: dict[str, Any]) -> None:
+        """Save one run's record: lock, re-read, merge, replace the file atomically."""
         with self.lock:
             self.refresh()  # merge on write: never drop what another process saved meanwhile
             self.records[record["key"]] = record
             atomic_write(self.path, json.dumps({"runs": list(self.records.values())}, indent=1))
 
     def select(self, keys: Iterable[str]) -> list[dict[str, Any]]:
+        """The records of these keys that are saved, in the keys' order."""
         return [self.records[k] for k in keys if k in self.records]
 
 
@@ -81,6 +83,7 @@ def claimed(runs: Sequence[RunSpec], folder: Path) -> Iterator[RunSpec]:
 
 
 def check_writable(out: Path, store: ResultStore) -> None:
+    """Fail now, naming ``out``, if results cannot be written there (not after an hour of training)."""
     try:
         out.mkdir(parents=True, exist_ok=True)
         with store.lock:
