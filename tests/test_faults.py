@@ -189,14 +189,15 @@ class _Server:
         server = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
-            def do_GET(self) -> None:  # noqa: N802 (http.server's name)
-                body = server.files[self.path]
+            def do_HEAD(self) -> None:  # noqa: N802 (http.server's names)
                 self.send_response(200)
-                self.send_header("Content-Length", str(len(body)))
+                self.send_header("Content-Length", str(len(server.files[self.path])))
                 self.end_headers()
-                self.wfile.write(body if server.cut is None else body[: server.cut])
 
-            do_HEAD = do_GET
+            def do_GET(self) -> None:  # noqa: N802
+                self.do_HEAD()
+                body = server.files[self.path]
+                self.wfile.write(body if server.cut is None else body[: server.cut])
 
             def log_message(self, *args) -> None:
                 pass

@@ -298,7 +298,9 @@ def fetch(src: Source, url: str, dest: Path, what: str, md5: str | None = None, 
     part = dest.with_name(f".{dest.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.part")
     try:
         download_url(url, str(dest.parent), part.name)
-        verify_file(part, size=size, md5=md5, sha256=sha256, kind=dest.name)
+        problem = file_problem(part, size=size, md5=md5, sha256=sha256, kind=dest.name)
+        if problem is not None:
+            raise RuntimeError(f"the transfer is unusable: {problem}")
     except BaseException as err:  # Ctrl-C too: never leave a partial file behind
         part.unlink(missing_ok=True)
         if isinstance(err, Exception):  # network, HTTP, size, checksum or archive: the same advice
@@ -308,32 +310,42 @@ def fetch(src: Source, url: str, dest: Path, what: str, md5: str | None = None, 
     return dest
 
 
-def verify_file(path: Path, *, size: int | None = None, md5: str | None = None, sha256: str | None = None,
-                kind: str | None = None, full_read: bool = True) -> Path:
-    """``path`` if it is a complete file, else ``ValueError`` naming it and the fix.
+def verify_file(path: Path, **checks: Any) -> Path:
+    """``path`` if :func:`file_problem` finds nothing wrong, else ``ValueError`` naming it and the fix.
 
-    Checks that it is not empty, its ``size`` and digests when given, and with ``full_read`` reads
-    gzip (``.gz``, ``.tgz``), tar and zip archives through to the end; ``kind`` names the format
-    (default: the file name). Loaders call it with ``full_read=False`` on files already in place,
-    whose reader meets any damage itself.
+    Loaders call it with ``full_read=False`` on files already in place (their reader meets any
+    damage inside and names the file too): an empty file then names itself instead of parsing as
+    a dataset with no rows.
     """
-    kind = (kind or path.name).lower()
-    actual = path.stat().st_size
-    problem = "it is empty (0 bytes)" if actual == 0 else None
-    if problem is None and size is not None and actual != size:
-        problem = f"it has {actual:,} bytes, expected {size:,}"
-    for name, want in (("md5", md5), ("sha256", sha256)):
-        if problem is None and want is not None and _digest(path, name) != want.lower():
-            problem = f"its {name} is not the published {want}"
-    if problem is None and full_read:
-        try:
-            _read_archive(path, kind)
-        except (OSError, EOFError, zlib.error, tarfile.TarError, zipfile.BadZipFile) as err:
-            problem = f"it is not a complete archive ({type(err).__name__}: {err})"
+    problem = file_problem(path, **checks)
     if problem is not None:
         raise ValueError(f"{path} cannot be used: {problem}. It is probably cut or damaged: delete it and "
                          "download it again (download=True), or point IMIX_DATA at a good copy.")
     return path
+
+
+def file_problem(path: Path, *, size: int | None = None, md5: str | None = None, sha256: str | None = None,
+                 kind: str | None = None, full_read: bool = True) -> str | None:
+    """What is wrong with ``path`` (None: nothing found).
+
+    Checks that it is not empty, its ``size`` and digests when given, and with ``full_read`` reads
+    gzip (``.gz``, ``.tgz``), tar and zip archives through to the end; ``kind`` names the format
+    (default: the file name).
+    """
+    actual = path.stat().st_size
+    if actual == 0:
+        return "it is empty (0 bytes)"
+    if size is not None and actual != size:
+        return f"it has {actual:,} bytes, expected {size:,}"
+    for name, want in (("md5", md5), ("sha256", sha256)):
+        if want is not None and _digest(path, name) != want.lower():
+            return f"its {name} is not the published {want}"
+    if full_read:
+        try:
+            _read_archive(path, (kind or path.name).lower())
+        except (OSError, EOFError, zlib.error, tarfile.TarError, zipfile.BadZipFile) as err:
+            return f"it is not a complete archive ({type(err).__name__}: {err})"
+    return None
 
 
 def _digest(path: Path, name: str) -> str:
