@@ -76,6 +76,7 @@ class ContrastiveMethod(nn.Module):
             raise ValueError(f"tau must be > 0, got {tau!r}")
         self.encoder = encoder
         self.projector = projection_head(encoder.out_dim, proj_hidden, proj_dim, out_bn=proj_bn)
+        self.proj_dim = proj_dim
         self.tau = tau
 
     def embed(self, x: torch.Tensor) -> torch.Tensor:
@@ -227,7 +228,7 @@ class MoCo(MomentumMethod):
         self.shuffle_bn = shuffle_bn
         self.key_encoder = _frozen_copy(self.encoder)
         self.key_projector = _frozen_copy(self.projector)
-        dim = self.projector[-1].out_features
+        dim = self.proj_dim
         self.register_buffer("queue", F.normalize(torch.randn(queue_size, dim), dim=1))
         self.register_buffer("queue_ptr", torch.zeros((), dtype=torch.long))
 
@@ -289,9 +290,9 @@ class BYOL(MomentumMethod):
     name = "byol"
     cpu_overrides = dict(MomentumMethod.cpu_overrides, pred_hidden=256)
 
-    def __init__(self, encoder: nn.Module, *, pred_hidden: int = 512, **kwargs: Any):
+    def __init__(self, encoder: nn.Module, *, pred_hidden: int = 512, pred_bn: bool = False, **kwargs: Any):
         super().__init__(encoder, **kwargs)
-        self.predictor = prediction_head(self.projector[-1].out_features, pred_hidden)
+        self.predictor = prediction_head(self.proj_dim, pred_hidden, out_bn=pred_bn)  # pred_bn: the authors' tables
         self.target_encoder = _frozen_copy(self.encoder)
         self.target_projector = _frozen_copy(self.projector)
 

@@ -268,3 +268,18 @@ def test_authors_noise_bank_is_cut_into_one_second_pieces():
     assert aug.noise_pieces.shape == (3, SR) and aug.noise_pieces[1, 0] == SR  # the 100-sample tail dropped
     noise = aug._noise(torch.zeros(5, SR), torch.Generator().manual_seed(0))
     assert noise.shape == (5, SR) and set((noise[:, 0] / SR).tolist()) <= {0.0, 1.0, 2.0}
+
+
+def test_paper_preset_puts_a_bn_on_the_tabular_byol_predictor_output_only():
+    from imix_teach import reproduce as rp
+    from imix_teach.models import OutputBatchNorm
+
+    preset = rp.get_preset("paper")
+    kwargs = {s.domain: s.method_kwargs["byol"] for s in preset.datasets}
+    assert kwargs["tabular"]["pred_bn"] and not kwargs["image"]["pred_bn"]
+    from imix_teach.methods import build_method
+    from imix_teach.models import TabularMLP
+
+    byol = build_method("byol", TabularMLP(6, widths=(16, 16, 32)), **dict(kwargs["tabular"], proj_hidden=16,
+                                                                           proj_dim=8, pred_hidden=16))
+    assert isinstance(byol.predictor[-1], OutputBatchNorm)

@@ -168,8 +168,9 @@ def _paper_kwargs(domain: str, hidden: int = 2048, dim: int = 128) -> dict[str, 
         "npair": dict(head["npair"], single_pass=True),
         "simclr": dict(proj_hidden=hidden, proj_dim=dim),
         "moco": dict(head["moco"], momentum=0.999, queue_size=4096),
-        # BYOL's predictor has the projection head's sizes (Appendix C.1): dim -> 2048 -> dim.
-        "byol": dict(head["byol"], momentum=0.999, pred_hidden=hidden),
+        # BYOL's predictor has the projection head's sizes (Appendix C.1): dim -> 2048 -> dim; the
+        # authors put a BN on its output for tables too (run.sh --pred mlpbn).
+        "byol": dict(head["byol"], momentum=0.999, pred_hidden=hidden, pred_bn=domain == "tabular"),
     }
 
 
