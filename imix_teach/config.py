@@ -50,13 +50,6 @@ def pick_device(device: str | torch.device | None = None) -> torch.device:
     return torch.device("cpu")
 
 
-def num_workers(requested: int | None = None) -> int:
-    """DataLoader workers bounded by the CPUs present (Colab has 2)."""
-    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    limit = max(cpus - 1, 0)
-    return limit if requested is None else max(0, min(requested, limit))
-
-
 def seed_everything(seed: int) -> torch.Generator:
     """Seed Python, NumPy and torch; return a CPU ``torch.Generator`` seeded the same way."""
     random.seed(seed)

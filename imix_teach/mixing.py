@@ -191,8 +191,8 @@ def inputmix(x: torch.Tensor, *, generator: torch.Generator | None = None) -> to
     dev = generator.device if generator is not None else x.device
     # Dirichlet(1,1,1) = normalised Exp(1) draws; -log(U) keeps it on `generator`.
     e = -torch.log(torch.rand(n, 3, generator=generator, device=dev).clamp_min(1e-12))
-    l = (e / e.sum(1, keepdim=True)).to(x.device, x.dtype)
-    coef = 0.5 * l + torch.tensor([0.5, 0.0, 0.0], device=x.device, dtype=x.dtype)
+    dirichlet = (e / e.sum(1, keepdim=True)).to(x.device, x.dtype)
+    coef = 0.5 * dirichlet + torch.tensor([0.5, 0.0, 0.0], device=x.device, dtype=x.dtype)
     p1 = torch.randperm(n, generator=generator, device=dev).to(x.device)
     p2 = torch.randperm(n, generator=generator, device=dev).to(x.device)
     shape = (-1,) + (1,) * (x.dim() - 1)

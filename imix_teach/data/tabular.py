@@ -83,8 +83,8 @@ def standardise_columns(x: np.ndarray, train_rows: np.ndarray) -> tuple[np.ndarr
     return ((x - mean) / std).astype(np.float32), mean, std
 
 
-def _finish(src: Source, split: str, x: np.ndarray, y: np.ndarray, classes: list[str], mask: MaskingNoise,
-            per_class: int | None, seed: int, info: dict) -> DomainData:
+def _as_domain_data(src: Source, split: str, x: np.ndarray, y: np.ndarray, classes: list[str], mask: MaskingNoise,
+                    per_class: int | None, seed: int, info: dict) -> DomainData:
     inputs, labels = torch.from_numpy(np.ascontiguousarray(x)), torch.from_numpy(y.astype(np.int64))
     if per_class is not None:
         idx = per_class_indices(labels, len(classes), per_class, seed, f"{src.name}: ")
@@ -150,7 +150,7 @@ def load_covtype(src: Source, split: str, mask_columns: str, mask_p: float, per_
             "standardised_columns": n_cols,
             "split_rule": "rows [0,11340) train, [11340,15120) val, rest test (UCI)" if split_rule == "uci"
             else "rows [0,15120) train, rest test (the authors' code)"}
-    return _finish(src, split, x[rows], y[rows], COVTYPE_CLASSES, MaskingNoise(mask_p, cols), per_class, seed, info)
+    return _as_domain_data(src, split, x[rows], y[rows], COVTYPE_CLASSES, MaskingNoise(mask_p, cols), per_class, seed, info)
 
 
 def higgs_rows(total: int, train_size: int | None, test_fraction: float) -> tuple[slice, slice]:
@@ -266,4 +266,4 @@ def load_higgs(src: Source, split: str, train_size: int | None, test_fraction: f
             "split_rule": ("last 500,000 rows test (UCI)" if total == HIGGS_FULL_ROWS
                            else f"part of the file: last {test_fraction:.0%} rows test")
             + f"; train = {len(train_idx):,} {'seeded random' if train_rows == 'random' else 'first'} rows"}
-    return _finish(src, split, x[sel], y[sel], ["background", "signal"], MaskingNoise(mask_p), per_class, seed, info)
+    return _as_domain_data(src, split, x[sel], y[sel], ["background", "signal"], MaskingNoise(mask_p), per_class, seed, info)
