@@ -15,6 +15,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from . import distributed
 from .evaluate import evaluate_encoder
 from .methods import METHODS, build_method
 from .models import build_encoder
@@ -95,7 +96,7 @@ def run(
                        alpha=alpha, labels=labels, seed=seed, device=device, progress=progress, **pretrain_kwargs)
     result = RunResult(method, alpha, seed, pretrain_seconds=time.perf_counter() - tic, history=history,
                        encoder=model.encoder)
-    if evaluate:
+    if evaluate and distributed.rank() == 0:  # under torchrun, one evaluation, not one per process
         scores = evaluate_encoder(model.encoder, train, test, evaluate=evaluate, probe_epochs=probe_epochs,
                                   seed=seed, device=device)
         for name, value in scores.items():

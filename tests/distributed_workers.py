@@ -141,9 +141,9 @@ def noisy_views(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
     return x + 0.1 * torch.randn(x.shape, generator=generator, device=x.device)
 
 
-def make_method(name: str):
+def make_method(name: str, **extra):
     torch.manual_seed(0)
-    kwargs = dict(queue_size=48, momentum=0.9) if name == "moco" else {}
+    kwargs = dict(queue_size=48, momentum=0.9, **extra) if name == "moco" else {}
     if name == "byol":
         kwargs = dict(momentum=0.9, pred_hidden=16)
     return build_method(name, TabularMLP(5, widths=(16, 16, 32)), proj_hidden=16, proj_dim=8, **kwargs)
@@ -161,9 +161,9 @@ def training_worker(rank: int, out: Path, names: list[str]) -> None:
 
 
 def resume_worker(rank: int, out: Path) -> None:
-    """i-Mix MoCo: uninterrupted vs interrupted-after-epoch-1-then-resumed; queues equal across ranks."""
-    settings = dict(TRAIN, epochs=3, alpha=1.0)
-    straight = make_method("moco")
+    """i-Mix MoCo with shuffle-BN: uninterrupted vs interrupted-then-resumed; queues equal across ranks."""
+    settings = dict(TRAIN, epochs=3, alpha=1.0, sync_bn=False)  # shuffle-BN is what keeps the keys' BN honest here
+    straight = make_method("moco", shuffle_bn=True)
     pretrain(straight, DATA, noisy_views, checkpoint=out / "straight" / "ckpt.pt", **settings)
 
     class Killed(Exception):
@@ -174,10 +174,11 @@ def resume_worker(rank: int, out: Path) -> None:
             raise Killed  # as if the process died right after the first checkpoint
 
     try:
-        pretrain(make_method("moco"), DATA, noisy_views, checkpoint=out / "resumed" / "ckpt.pt", callback=die, **settings)
+        pretrain(make_method("moco", shuffle_bn=True), DATA, noisy_views, checkpoint=out / "resumed" / "ckpt.pt",
+                 callback=die, **settings)
     except Killed:
         pass
-    resumed = make_method("moco")  # a restarted process rebuilds the model from scratch
+    resumed = make_method("moco", shuffle_bn=True)  # a restarted process rebuilds the model from scratch
     pretrain(resumed, DATA, noisy_views, checkpoint=out / "resumed" / "ckpt.pt", **settings)
     queues = [torch.empty_like(resumed.queue) for _ in range(WORLD)]
     dist.all_gather(queues, resumed.queue)

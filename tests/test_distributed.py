@@ -58,6 +58,8 @@ def test_two_process_imix_resume_equals_uninterrupted_and_queues_agree(tmp_path)
     for rank in range(dw.WORLD):
         got = torch.load(tmp_path / f"resume{rank}.pt")
         for key, value in got["straight"].items():
+            if "running_" in key or "num_batches" in key:
+                continue  # without SyncBN each rank's BN statistics are its own; rank 0's are saved
             assert torch.equal(value, got["resumed"][key]), (rank, key)
         assert torch.equal(got["queues"][0], got["queues"][1])
     # Rank 0 alone writes: one checkpoint, no temporary files left behind.
