@@ -35,7 +35,8 @@ class NonFiniteLossError(FloatingPointError):
 class Log:
     """Loss bookkeeping: one host sync per ``log_every`` steps, which is also the NaN check."""
 
-    def __init__(self, history: History, every: int, scheduler, kept: Path | None, *, total: int,
+    def __init__(self, history: History, every: int, scheduler: torch.optim.lr_scheduler.LRScheduler,
+                 kept: Path | None, *, total: int,
                  initial: int, show: bool, desc: str):
         self.history, self.every, self.scheduler, self.kept = history, every, scheduler, kept
         self.bar = tqdm(total=total, initial=initial, disable=not show, desc=desc)
@@ -43,6 +44,7 @@ class Log:
         self.tic = None
 
     def step(self, loss: torch.Tensor, epoch: int, last: bool) -> None:
+        """Add a step's loss (no sync); every ``every`` steps and at the epoch's last, log and check it."""
         if self.running is None:
             self.running, self.window, self.tic = torch.zeros_like(loss), torch.zeros_like(loss), time.perf_counter()
         self.running += loss.float()
@@ -60,6 +62,7 @@ class Log:
         self.bar.update(1)
 
     def end_epoch(self, method: nn.Module, steps: int) -> None:
+        """Check the weights are finite (before any checkpoint), then record the epoch's loss and time."""
         # The last step's update is not yet seen by any loss: check the weights themselves.
         size = torch.stack([p.detach().float().abs().sum() for p in method.parameters()]).sum()
         if not math.isfinite(float(size)):
@@ -79,4 +82,5 @@ class Log:
         )
 
     def close(self) -> None:
+        """Close the progress bar."""
         self.bar.close()
