@@ -6,10 +6,6 @@ tau, then ``lam * CE(logits, arange(N)) + (1 - lam) * CE(logits, perm)``.
 :func:`check_imix_npair_loss` compares the student's function with the library's
 ``npair_loss(f(mixup(a, lam, perm)), f(b), mix_targets(eye(N), lam, perm), tau)`` and, when the
 answer is wrong, says which common mistake it matches.
-
-Also here: :func:`view_retrieval_accuracy`, the pretext task's own accuracy (does view 1 of an image
-find view 2 of the same image among a batch?), measured on training and on unseen test images to see
-whether pretraining overfits its pretext task, the situation that a regulariser like i-Mix addresses.
 """
 from __future__ import annotations
 
@@ -118,32 +114,3 @@ def _diagnose(student) -> None:
             print(f"    hint: your answer matches the case where {what}.")
             return
 
-
-# ----------------------------------------------------------------------------- pretext-task diagnostic
-@torch.no_grad()
-def view_retrieval_accuracy(encoder: nn.Module, data, *, batch_size: int = 128, batches: int = 8,
-                            seed: int = 0) -> float:
-    """Share of images whose view 1 has view 2 of the same image as its most similar view 2 in the batch.
-
-    The pretext task of instance discrimination, scored on the encoder's features (cosine similarity)
-    over ``batches`` random batches of ``batch_size`` images of ``data`` (a DomainData), augmented with
-    ``data.augment``; encoder in eval mode. Chance is 1 / batch_size. Compare training and test images:
-    a large gap means pretraining has started to memorise its training images.
-    """
-    g = torch.Generator().manual_seed(seed)
-    device = next(encoder.parameters()).device
-    was_training = encoder.training
-    encoder.eval()
-    try:
-        batch_size = min(batch_size, len(data))
-        hits, total = 0, 0
-        for _ in range(batches):
-            idx = torch.randperm(len(data), generator=g)[:batch_size]
-            x = data.inputs[idx]
-            z1 = F.normalize(encoder(data.augment(x, g).to(device)).float(), dim=1)
-            z2 = F.normalize(encoder(data.augment(x, g).to(device)).float(), dim=1)
-            hits += int(((z1 @ z2.T).argmax(dim=1).cpu() == torch.arange(batch_size)).sum())
-            total += batch_size
-        return hits / total
-    finally:
-        encoder.train(was_training)
