@@ -95,13 +95,13 @@ def playground_plot(imix: bool = True, alpha: float = 1.0, tau: float = 0.2, per
     x_test, y_test = toy_data(40, classes, seed=seed + 1000)
     colours = plt.get_cmap("tab10")
     fig, (ax_data, ax_circle, ax_loss) = plt.subplots(1, 3, figsize=(11, 3.5))
-    ax_data.scatter(x_test[:, 0], x_test[:, 1], c=colours(y_test.numpy()), s=6, alpha=0.3)
-    ax_data.scatter(x[:, 0], x[:, 1], c=colours(y.numpy()), s=22, edgecolor="k", lw=0.5)
+    ax_data.scatter(x_test[:, 0].numpy(), x_test[:, 1].numpy(), c=colours(y_test.numpy()), s=6, alpha=0.3)
+    ax_data.scatter(x[:, 0].numpy(), x[:, 1].numpy(), c=colours(y.numpy()), s=22, edgecolor="k", lw=0.5)
     ax_data.set(title=f"data: {len(x)} training points (ringed),\ntest points faint", aspect="equal")
     circle = torch.linspace(0, 2 * math.pi, 200)
-    ax_circle.plot(circle.cos(), circle.sin(), color="lightgray", lw=1)
+    ax_circle.plot(circle.cos().numpy(), circle.sin().numpy(), color="lightgray", lw=1)
     for radius, angle, labels, size in ((1.0, run.train_angle, y, 22), (0.8, run.test_angle, y_test, 6)):
-        ax_circle.scatter(radius * angle.cos(), radius * angle.sin(), c=colours(labels.numpy()), s=size,
+        ax_circle.scatter((radius * angle.cos()).numpy(), (radius * angle.sin()).numpy(), c=colours(labels.numpy()), s=size,
                           edgecolor="k" if size > 10 else "none", lw=0.5)
     ax_circle.set(title=f"embeddings (outer: train, inner: test)\nkNN test accuracy {100 * run.knn:.0f}%",
                   aspect="equal", xlim=(-1.2, 1.2), ylim=(-1.2, 1.2), xticks=[], yticks=[])

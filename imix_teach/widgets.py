@@ -39,9 +39,9 @@ def _to_display(images: torch.Tensor) -> torch.Tensor:
 
 def _imshow(ax, image: torch.Tensor) -> None:
     if image.shape[0] == 1:
-        ax.imshow(image[0], cmap="gray", vmin=0, vmax=1)
+        ax.imshow(image[0].numpy(), cmap="gray", vmin=0, vmax=1)
     else:
-        ax.imshow(image.permute(1, 2, 0).clamp(0, 1))
+        ax.imshow(image.permute(1, 2, 0).clamp(0, 1).numpy())
     ax.set_xticks([])
     ax.set_yticks([])
 
@@ -246,7 +246,7 @@ def byol_target_plot(lam: float = 0.6, angle: float = 100.0):
                 "squared distance |p - Fv|^2": ((p - fv) ** 2).sum(1),
                 "cosine 2 - 2 cos(p, Fv)": 2 - 2 * F.cosine_similarity(p, fv[None], dim=1)}
     fig, (ax_c, ax_l) = plt.subplots(1, 2, figsize=(9, 3.2), gridspec_kw={"width_ratios": [1, 1.8]})
-    ax_c.plot(turns.cos(), turns.sin(), color="lightgray")
+    ax_c.plot(turns.cos().numpy(), turns.sin().numpy(), color="lightgray")
     for vec, name, colour in ((f_i, "f_i", "tab:blue"), (f_j, "f_j", "tab:green"), (fv, "F v", "tab:red")):
         ax_c.annotate("", xy=vec.tolist(), xytext=(0, 0), arrowprops=dict(arrowstyle="->", color=colour, lw=2))
         ax_c.text(*(1.12 * vec).tolist(), name, color=colour, ha="center", va="center")
