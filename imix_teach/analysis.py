@@ -7,6 +7,9 @@
 - :func:`evaluate_encoder`: probe a frozen encoder on another labelled dataset (transfer, subsets).
 - :func:`instance_accuracy` and :func:`effective_rank`: is the pretext task trivially solved, and
   how many directions do the features really use (collapse without augmentation, Table 3)?
+  :func:`embedding_spread`: how far features are from collapsing to one point (BYOL).
+- :func:`view_retrieval_accuracy` and :func:`retrieval_gap`: the pretext task scored on training and
+  on unseen images; a growing gap is pretraining memorising its data (App. C's train-test gap).
 - :func:`split_classes`: keep some classes of a dataset and renumber them (transfer by class split).
 - :func:`sweep`, :func:`summarize`, :func:`sweep_table`, :func:`plot_sweep`: ablations over one
   parameter, baseline vs i-Mix, several seeds, plotted with error bars.
@@ -27,7 +30,8 @@ from .evaluate import evaluate_encoder  # one implementation, re-exported for th
 
 __all__ = [
     "gaussian_frechet_distance", "frechet_distance", "embedding_frechet_distance", "evaluate_encoder", "train_test_gap",
-    "instance_accuracy", "effective_rank", "split_classes", "sweep", "summarize", "sweep_table", "plot_sweep",
+    "instance_accuracy", "effective_rank", "embedding_spread", "view_retrieval_accuracy", "retrieval_gap",
+    "split_classes", "sweep", "summarize", "sweep_table", "plot_sweep",
 ]
 
 
@@ -132,6 +136,61 @@ def effective_rank(features: torch.Tensor) -> float:
     return float(torch.exp(-(p * p.log()).sum()))
 
 
+@torch.no_grad()
+def embedding_spread(features: torch.Tensor) -> float:
+    """How far features are from collapse: sqrt(D) * mean per-dimension std of the L2-normalised rows.
+
+    About 1 when the normalised features spread like a uniform distribution on the sphere
+    (per-dimension std 1/sqrt(D)), 0 when every input maps to the same direction. (N, D) -> float.
+    """
+    z = F.normalize(features.float(), dim=1)
+    return float(z.std(dim=0).mean() * z.shape[1] ** 0.5)
+
+
+# ----------------------------------------------------------------------------- pretext over-fitting
+@torch.no_grad()
+def view_retrieval_accuracy(encoder: torch.nn.Module, data, *, batch_size: int = 128, batches: int = 8,
+                            seed: int = 0, augment: Callable | None = None) -> float:
+    """Share of images whose view 1 has view 2 of the same image as its most similar view 2 in the batch.
+
+    The pretext task of instance discrimination, scored on the encoder's features (cosine similarity)
+    over ``batches`` random batches of ``batch_size`` images of ``data`` (a DomainData), each view
+    drawn by ``augment(x, generator)`` (default ``data.augment``); encoder in eval mode, its mode is
+    restored after. Chance is 1 / batch_size.
+    """
+    augment = data.augment if augment is None else augment
+    g = torch.Generator().manual_seed(seed)
+    device = next(encoder.parameters()).device
+    was_training = encoder.training
+    encoder.eval()
+    try:
+        batch_size = min(batch_size, len(data))
+        hits, total = 0, 0
+        for _ in range(batches):
+            idx = torch.randperm(len(data), generator=g)[:batch_size]
+            x = data.inputs[idx]
+            z1 = encoder(augment(x, g).to(device)).float()
+            z2 = encoder(augment(x, g).to(device)).float()
+            hits += round(instance_accuracy(z1, z2) * batch_size)
+            total += batch_size
+        return hits / total
+    finally:
+        encoder.train(was_training)
+
+
+def retrieval_gap(encoder: torch.nn.Module, seen, unseen, **options: Any) -> dict[str, float]:
+    """View retrieval on the pretext images (``seen``) and on images the encoder never saw (``unseen``).
+
+    Returns {"retrieval_train", "retrieval_test", "retrieval_gap"} (fractions; gap = train - test).
+    A gap that grows with training means the pretext task is being solved by memorising the
+    training images rather than by features that generalise: the over-fitting i-Mix regularises.
+    ``options`` go to :func:`view_retrieval_accuracy` (batch_size, batches, seed, augment).
+    """
+    on_train = view_retrieval_accuracy(encoder, seen, **options)
+    on_test = view_retrieval_accuracy(encoder, unseen, **options)
+    return {"retrieval_train": on_train, "retrieval_test": on_test, "retrieval_gap": on_train - on_test}
+
+
 def split_classes(data, keep: Sequence[int]):
     """Rows of ``data`` (a DomainData) whose label is in ``keep``, relabelled 0..len(keep)-1 in that order."""
     keep = [int(k) for k in keep]
@@ -176,7 +235,7 @@ def sweep(
                 rows.append(row)
                 if verbose:
                     shown = ", ".join(f"{k} {100 * v:.1f}" for k, v in metrics.items()
-                                      if k in ("linear", "knn", "least_squares") and v is not None)
+                                      if k in ("linear", "knn", "least_squares", "retrieval_gap") and v is not None)
                     print(f"  {value!s:>8} | {variant:<16} | seed {seed} | {shown}")
     return rows
 

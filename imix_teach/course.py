@@ -1,16 +1,24 @@
-"""What the first code cell of every notebook calls: seeds, device, quick mode, data root.
+"""What the notebooks call around the library: setup, banners, data with a fallback, the CPU protocol.
 
-    from imix_teach.course import setup
-    device = setup()            # prints one line a reader can check, returns the device
+    from imix_teach.course import setup, load_or_fallback
+    device = setup()            # prints one line a reader can check (and a banner in quick mode)
+    train, test = load_or_fallback("cifar10", ("train", "test"), per_class=100, image_size=16)
 """
 from __future__ import annotations
 
 import contextlib
 import os
+import textwrap
+from dataclasses import dataclass, replace
+from typing import Any
 
 import torch
 
-from .config import pick_device, quick_mode, seed_everything
+from .config import pick, pick_device, quick_mode, seed_everything
+from .data import DATASETS, DomainData, MaskingNoise, TabularTransform, load
+from .models import cifar_resnet
+
+_TRUE = {"1", "true", "yes", "on"}
 
 # The first code cell of every notebook (scripts/sync_notebooks.py fills in {repository} from
 # pyproject.toml's [project.urls]). It must run before imix_teach exists, so it cannot import it.
@@ -37,11 +45,19 @@ if "google.colab" in sys.modules:  # Colab draws ipywidgets only through its cus
     output.enable_custom_widget_manager()'''
 
 
+def banner(*lines: str) -> None:
+    """Print a framed notice that a reader cannot miss (quick mode, fallback data)."""
+    width = max(len(line) for line in lines)
+    rule = "!" * min(width + 4, 100)
+    print("\n".join([rule, *(f"! {line}" for line in lines), rule]))
+
+
 def setup(seed: int = 0, device: str | torch.device | None = None) -> torch.device:
     """Seed everything, pick the device (CUDA, then MPS, then CPU), set plot defaults; print a summary.
 
     The summary names where data comes from without printing machine paths, so committed
-    notebook outputs stay portable.
+    notebook outputs stay portable. In quick mode a banner says that the numbers below are a
+    smoke test, not results.
     """
     seed_everything(seed)
     dev = pick_device(device)
@@ -49,7 +65,148 @@ def setup(seed: int = 0, device: str | torch.device | None = None) -> torch.devi
         import matplotlib.pyplot as plt
 
         plt.rcParams.update({"figure.dpi": 90, "savefig.dpi": 90, "figure.figsize": (6.4, 3.6)})
-    data = "$IMIX_DATA" if os.environ.get("IMIX_DATA") else "per-user cache (downloads on first use)"
+    cache = "per-user cache, downloads off (IMIX_OFFLINE)" if _offline() else "per-user cache (downloads on first use)"
+    data = "$IMIX_DATA" if os.environ.get("IMIX_DATA") else cache
     mode = "QUICK (IMIX_QUICK=1: smallest honest run)" if quick_mode() else "full"
     print(f"imix-teach | torch {torch.__version__.split('+')[0]} | device: {dev.type} | mode: {mode} | data: {data}")
+    if quick_mode():
+        banner("QUICK MODE (IMIX_QUICK=1): every run below is shrunk to a smoke test.",
+               "Its numbers mean nothing; the text between cells describes full-mode results.")
     return dev
+
+
+# ----------------------------------------------------------------------------- data with a fallback
+# Approximate download sizes (MB) of the files each loader fetches, shown before any download.
+DOWNLOAD_MB = {"cifar10": 170, "cifar100": 170, "speechcommands": 1400, "fsdd": 20, "covtype": 11, "higgs": 2600}
+
+
+def _offline() -> bool:
+    return os.environ.get("IMIX_OFFLINE", "").strip().lower() in _TRUE
+
+
+def digits_table(split: str = "train") -> DomainData:
+    """scikit-learn's digits as a table: 64 pixel columns, standardised with training statistics.
+
+    A tabular dataset that needs no files (the fallback for CovType/HIGGS): masking noise with
+    p = 0.2 on every column is its augmentation, as for HIGGS in the paper. inputs (N, 64) float32.
+    """
+    first = load("digits", "train", image_size=8)
+    pixels = first.inputs.flatten(1).float()
+    mean, std = pixels.mean(0), pixels.std(0).clamp_min(1e-3)  # border pixels are constant: keep them 0
+    part = first if split == "train" else load("digits", split, image_size=8)
+    rows = (part.inputs.flatten(1).float() - mean) / std
+    return DomainData("digits-table", "tabular", split, rows, part.labels, part.classes, (rows.shape[1],),
+                      MaskingNoise(0.2), TabularTransform(), {"source": "sklearn.datasets.load_digits, 8x8 pixels as columns"})
+
+
+def _load_all(name: str, splits: tuple[str, ...], download: bool, options: dict[str, Any],
+              per_split: dict[str, dict[str, Any]]) -> list[DomainData]:
+    if name == "digits-table":
+        return [digits_table(split) for split in splits]
+    return [load(name, split, download=download, **{**options, **per_split.get(split, {})}) for split in splits]
+
+
+def load_or_fallback(
+    name: str,
+    split: str | tuple[str, ...] = ("train", "test"),
+    *,
+    fallback: str | None = "digits",
+    fallback_options: dict[str, Any] | None = None,
+    max_download_mb: float = 200,
+    per_split: dict[str, dict[str, Any]] | None = None,
+    **options: Any,
+) -> DomainData | tuple[DomainData, ...] | None:
+    """Load ``name`` if it is on disk (or small enough to download); else say why and load ``fallback``.
+
+        train, test = load_or_fallback("cifar10", ("train", "test"), per_class=100, image_size=16)
+
+    - On disk: returned as :func:`imix_teach.data.load` returns it, silently.
+    - Missing, downloads allowed (``IMIX_OFFLINE`` unset) and at most ``max_download_mb``: the size
+      is printed first, then it downloads once into the data folder.
+    - Otherwise (offline, too big, or the download failed): a banner says that the outputs below come
+      from ``fallback`` (loaded with ``fallback_options``), followed by the loader's own message
+      (what is missing, where it looked, how to get it). ``fallback=None`` returns None instead
+      (for a domain with no file-free stand-in: the notebook skips it); ``"digits-table"`` is
+      :func:`digits_table`.
+
+    ``split``: one split name (returns one DomainData) or a tuple (returns a tuple, one banner).
+    ``per_split``: options for one split only, e.g. ``{"test": {"per_class": 200}}``.
+    """
+    per_split = per_split or {}
+    splits = (split,) if isinstance(split, str) else tuple(split)
+    size = DOWNLOAD_MB.get(name)
+    try:
+        data = _load_all(name, splits, False, options, per_split)
+    except FileNotFoundError as err:
+        reason = err
+        allowed = not _offline() and size is not None and size <= max_download_mb
+        if allowed:
+            print(f"{name} is not on disk: downloading it once (about {size} MB) into the data folder...")
+            try:
+                data = _load_all(name, splits, True, options, per_split)
+            except FileNotFoundError as err2:
+                reason = err2
+            else:
+                return data[0] if isinstance(split, str) else tuple(data)
+        why = ("downloads are off: IMIX_OFFLINE is set" if _offline() else
+               f"its download (about {size} MB) is larger than this notebook's limit of {max_download_mb:g} MB"
+               if not allowed else "the download failed")
+        instead = f"so the cells below use {fallback} instead" if fallback else "so the cells below skip it"
+        banner(f"FALLBACK DATA: {name} is not available here ({why}),",
+               f"{instead}. Their outputs will differ from the text, which describes runs on {name}.",
+               f"The loader's message says what is missing and how to get {name}:")
+        print(textwrap.fill(str(reason), width=100))
+        if fallback is None:
+            return None
+        known = DATASETS[fallback].splits if fallback in DATASETS else ("train", "test")
+        fallback_splits = tuple(s if s in known else "test" for s in splits)
+        data = _load_all(fallback, fallback_splits, False, dict(fallback_options or {}), {})
+    return data[0] if isinstance(split, str) else tuple(data)
+
+
+# ----------------------------------------------------------------------------- the shared CIFAR-10 protocol
+@dataclass(frozen=True)
+class Protocol:
+    """The settings notebooks 03, 04, 05 and 07 share, so that their numbers can be compared.
+
+    CPU-sized by default (1,000 CIFAR-10 images at 16 px, SmallConvNet, 100 epochs, 3 seeds);
+    ``paper_scale=True`` gives the paper's CIFAR-10 setting (all 50,000 images at 32 px,
+    ResNet-18, 1,000 epochs, heads 2048-128, EMA 0.999, queue 4096): a GPU and days.
+    """
+
+    paper_scale: bool
+    alpha: float  # Beta(alpha, alpha) for lam: the paper's CIFAR value
+    tau: float  # temperature: the paper's CIFAR value
+    per_class: int | None  # training images per class (None: all)
+    test_per_class: int | None
+    image_size: int
+    epochs: int
+    batch_size: int
+    seeds: list[int]
+    method_kwargs: dict[str, Any]  # {} = the library's CPU-sized heads and EMA/queue settings
+    probe_epochs: int  # linear-probe epochs (the paper: 100)
+
+    def make_encoder(self):
+        """The encoder to pretrain: ResNet-18 at paper scale, else None (experiment.run builds a SmallConvNet)."""
+        return cifar_resnet(18) if self.paper_scale else None
+
+    def load(self) -> tuple[DomainData, DomainData]:
+        """CIFAR-10 train/test at this protocol's sizes, or digits with a banner when CIFAR-10 is missing."""
+        return load_or_fallback("cifar10", ("train", "test"), per_class=self.per_class, image_size=self.image_size,
+                                per_split={"test": {"per_class": self.test_per_class}},
+                                max_download_mb=float("inf") if self.paper_scale else 200)
+
+
+def cifar_protocol(method: str = "npair", paper_scale: bool = False, **cpu_changes: Any) -> Protocol:
+    """The shared protocol for ``method`` ("npair", "moco", "byol", ...).
+
+    ``cpu_changes`` override fields of the CPU-sized protocol only (a notebook's own time budget,
+    e.g. ``epochs=30``); the paper-scale protocol is always the paper's.
+    """
+    if paper_scale:
+        heads: dict[str, Any] = dict(proj_hidden=2048, proj_dim=128)
+        heads.update({"moco": dict(queue_size=4096, momentum=0.999), "byol": dict(momentum=0.999)}.get(method, {}))
+        return Protocol(True, 1.0, 0.2, None, None, 32, 1000, 256, [0], heads, 100)
+    protocol = Protocol(False, 1.0, 0.2, pick(100, 20), pick(200, 20), 16, pick(100, 2), pick(128, 64),
+                        pick([0, 1, 2], [0]), {}, pick(100, 20))
+    return replace(protocol, **cpu_changes)

@@ -7,16 +7,19 @@ import torch
 
 from imix_teach.analysis import (
     effective_rank,
+    embedding_spread,
     evaluate_encoder,
     frechet_distance,
     gaussian_frechet_distance,
     instance_accuracy,
     plot_sweep,
+    retrieval_gap,
     split_classes,
     summarize,
     sweep,
     sweep_table,
     train_test_gap,
+    view_retrieval_accuracy,
 )
 from imix_teach.experiment import RunResult
 
@@ -181,3 +184,35 @@ def test_evaluate_encoder_matches_run_protocol():
     assert out["knn"] > 0.3  # random conv features already beat chance (0.1) on digits
     with pytest.raises(ValueError, match="evaluate"):
         evaluate_encoder(small_encoder(train.input_shape, width=8), train, test, evaluate=("probe",))
+
+
+def test_embedding_spread_limits():
+    assert embedding_spread(torch.ones(50, 8)) < 1e-6  # collapsed
+    spread = embedding_spread(torch.randn(4000, 8, generator=torch.Generator().manual_seed(0)))
+    assert 0.9 < spread < 1.1  # isotropic
+
+
+def test_view_retrieval_accuracy_bounds():
+    from imix_teach.data import load
+    from imix_teach.experiment import small_encoder
+
+    data = load("digits", "train", per_class=5)
+    torch.manual_seed(0)
+    encoder = small_encoder(tuple(data.input_shape), width=4)
+    acc = view_retrieval_accuracy(encoder, data, batch_size=16, batches=2)
+    assert 0.0 <= acc <= 1.0
+    assert encoder.training  # the train/eval mode is restored
+
+    class Identity(torch.nn.Module):  # identical views are always retrieved: patch augment to the transform
+        def __init__(self):
+            super().__init__()
+            self.w = torch.nn.Parameter(torch.ones(()))
+
+        def forward(self, x):
+            return x.flatten(1) * self.w
+
+    from dataclasses import replace
+    clean = replace(data, augmenter=lambda x, g: data.transform(x))
+    assert view_retrieval_accuracy(Identity(), clean, batch_size=16, batches=2) == 1.0
+    gap = retrieval_gap(Identity(), clean, clean, batch_size=16, batches=2)
+    assert gap == {"retrieval_train": 1.0, "retrieval_test": 1.0, "retrieval_gap": 0.0}

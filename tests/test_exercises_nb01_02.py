@@ -4,6 +4,7 @@ import math
 import torch
 import torch.nn.functional as F
 
+from imix_teach import supervised
 from imix_teach.exercises import nb01, nb02, show_solution
 from imix_teach.losses import npair_loss, simclr_loss
 
@@ -34,14 +35,14 @@ def test_nb01_wrong_answers_are_reported(capsys):
 def test_nb01_ece_known_values():
     labels = torch.tensor([0, 1, 0, 1])
     perfect = F.one_hot(labels, 2).float()  # confidence 1, all correct
-    assert nb01.expected_calibration_error(perfect, labels) == 0.0
+    assert supervised.expected_calibration_error(perfect, labels) == 0.0
     wrong = F.one_hot(1 - labels, 2).float()  # confidence 1, all wrong
-    assert math.isclose(nb01.expected_calibration_error(wrong, labels), 1.0)
+    assert math.isclose(supervised.expected_calibration_error(wrong, labels), 1.0)
     # confidence 0.75 everywhere, 3 of 4 right: calibrated
     probs = torch.tensor([[0.75, 0.25]] * 4)
-    assert math.isclose(nb01.expected_calibration_error(probs, torch.tensor([0, 0, 0, 1])), 0.0, abs_tol=1e-6)
+    assert math.isclose(supervised.expected_calibration_error(probs, torch.tensor([0, 0, 0, 1])), 0.0, abs_tol=1e-6)
     # same confidence, half right: gap 0.25
-    assert math.isclose(nb01.expected_calibration_error(probs, torch.tensor([0, 0, 1, 1])), 0.25, abs_tol=1e-6)
+    assert math.isclose(supervised.expected_calibration_error(probs, torch.tensor([0, 0, 1, 1])), 0.25, abs_tol=1e-6)
 
 
 def test_nb01_train_classifier_runs_tiny():
@@ -50,8 +51,8 @@ def test_nb01_train_classifier_runs_tiny():
     train = load("digits", "train", per_class=6)
     test = load("digits", "test", per_class=3)
     for alpha in (None, 1.0):
-        r = nb01.train_classifier(train, test, alpha=alpha, epochs=1, batch_size=16, width=4, device="cpu",
-                                  augment=nb01.supervised_augment(train))
+        r = supervised.train_classifier(train, test, alpha=alpha, epochs=1, batch_size=16, width=4, device="cpu",
+                                  augment=supervised.supervised_augment(train))
         assert 0.0 <= r.accuracy <= 1.0 and 0.0 <= r.ece <= 1.0 and math.isfinite(r.nll)
         assert r.probs.shape == (len(test), 10) and len(r.epoch_loss) == 1
 

@@ -45,12 +45,44 @@ def check_function(name: str, student: Callable, reference: Callable, cases: lis
         try:
             answer = student(*case)
         except Exception as err:  # a student's bug is a verdict, not a crash
-            print(f"[x] {name}: raised {type(err).__name__}: {err} on case {k}.")
+            print(f"[x] {name}: raised {type(err).__name__}: {err} on case {k}. {kwargs.get('hint', '')}".rstrip())
             return False
         if not compare(f"{name} (case {k})", answer, reference(*case), **kwargs):
             return False
     print(f"[ok] {name}: all {len(cases)} cases pass.")
     return True
+
+
+def _same(answer: Any, value: Any, atol: float) -> bool:
+    try:
+        got, want = torch.as_tensor(answer, dtype=torch.float32), torch.as_tensor(value, dtype=torch.float32)
+    except (TypeError, ValueError, RuntimeError):
+        return False
+    if got.shape != want.shape or not bool(torch.isfinite(got).all()):
+        return False
+    return got.numel() == 0 or float((got - want).abs().max()) <= atol
+
+
+def diagnose(student: Callable, cases: list[tuple], mistakes: dict[str, Callable], *, atol: float = 1e-4) -> str | None:
+    """The first common mistake (name -> wrong function) whose output equals the student's on every case."""
+    for what, wrong in mistakes.items():
+        try:
+            if all(_same(student(*case), wrong(*case), atol) for case in cases):
+                return what
+        except Exception:  # the student's function or the wrong variant fails on a case: not this mistake
+            continue
+    return None
+
+
+def check_with_hints(name: str, student: Callable, reference: Callable, cases: list[tuple],
+                     mistakes: dict[str, Callable], *, atol: float = 1e-5, hint: str = "") -> bool:
+    """:func:`check_function`, then, for a wrong answer, name the common mistake it matches (if any)."""
+    ok = check_function(name, student, reference, cases, atol=atol, hint=hint)
+    if not ok:
+        what = diagnose(student, cases, mistakes, atol=max(atol, 1e-4))
+        if what:
+            print(f"    hint: your answer matches the common mistake where {what}.")
+    return ok
 
 
 def show_solution(name: str) -> None:

@@ -6,10 +6,6 @@ tau, then ``lam * CE(logits, arange(N)) + (1 - lam) * CE(logits, perm)``.
 :func:`check_imix_npair_loss` compares the student's function with the library's
 ``npair_loss(f(mixup(a, lam, perm)), f(b), mix_targets(eye(N), lam, perm), tau)`` and, when the
 answer is wrong, says which common mistake it matches.
-
-Also here: :func:`view_retrieval_accuracy`, the pretext task's own accuracy (does view 1 of an image
-find view 2 of the same image among a batch?), measured on training and on unseen test images to see
-whether pretraining overfits its pretext task, the situation that a regulariser like i-Mix addresses.
 """
 from __future__ import annotations
 
@@ -21,7 +17,7 @@ from torch import nn
 
 from ..losses import npair_loss
 from ..mixing import mix_targets, mixup
-from . import check_function
+from . import check_with_hints
 
 Embed = Callable[[torch.Tensor], torch.Tensor]
 
@@ -72,78 +68,36 @@ def _cases() -> list[tuple]:
     ]
 
 
-def _mistakes(f: Embed, a, b, lam, perm, tau) -> dict[str, torch.Tensor]:
-    """Losses that common wrong answers produce on one case, named by what went wrong."""
-    n = a.shape[0]
-    eye = torch.eye(n)
-    a_mixed, b_mixed = mixup(a, lam, perm), mixup(b, lam, perm)
-    targets = mix_targets(eye, lam, perm)
-    raw_logits = f(a_mixed) @ f(b).T / tau
-    return {
-        "both views were mixed (only the anchor view a is mixed; b stays clean)":
-            npair_loss(f(a_mixed), f(b_mixed), targets, tau),
-        "the targets were not mixed (it is CE(logits, arange(N)) only; add (1 - lam) * CE(logits, perm))":
-            npair_loss(f(a_mixed), f(b), None, tau),
-        "lam and 1 - lam are swapped (lam weighs CE(logits, arange(N)), the anchor's own positive)":
-            npair_loss(f(a_mixed), f(b), mix_targets(eye, 1 - lam, perm), tau),
-        "the embeddings were not L2-normalised before the dot product":
-            lam * F.cross_entropy(raw_logits, torch.arange(n)) + (1 - lam) * F.cross_entropy(raw_logits, perm),
-        "the logits were not divided by tau":
-            npair_loss(f(a_mixed), f(b), targets, 1.0),
-    }
+def _logits(f: Embed, a, b, tau, normalise: bool = True) -> torch.Tensor:
+    za, zb = f(a), f(b)
+    if normalise:
+        za, zb = F.normalize(za, dim=1), F.normalize(zb, dim=1)
+    return za @ zb.T / tau
+
+
+def _two_ce(logits, lam, perm) -> torch.Tensor:
+    return lam * F.cross_entropy(logits, torch.arange(len(perm))) + (1 - lam) * F.cross_entropy(logits, perm)
+
+
+# Wrong answers students often give, by what went wrong; each takes the checker's arguments.
+MISTAKES = {
+    "both views were mixed (only the anchor view a is mixed; b stays clean)":
+        lambda f, a, b, lam, perm, tau: _two_ce(_logits(f, mixup(a, lam, perm), mixup(b, lam, perm), tau), lam, perm),
+    "the targets were not mixed (add (1 - lam) * CE(logits, perm) to lam * CE(logits, arange(N)))":
+        lambda f, a, b, lam, perm, tau: F.cross_entropy(_logits(f, mixup(a, lam, perm), b, tau), torch.arange(len(perm))),
+    "lam and 1 - lam are swapped (lam weighs CE(logits, arange(N)), the anchor's own positive)":
+        lambda f, a, b, lam, perm, tau: _two_ce(_logits(f, mixup(a, lam, perm), b, tau), 1 - lam, perm),
+    "the embeddings were not L2-normalised before the dot product (use F.normalize(z, dim=1))":
+        lambda f, a, b, lam, perm, tau: _two_ce(_logits(f, mixup(a, lam, perm), b, tau, normalise=False), lam, perm),
+    "the logits were not divided by tau":
+        lambda f, a, b, lam, perm, tau: _two_ce(_logits(f, mixup(a, lam, perm), b, 1.0), lam, perm),
+    "the logits were multiplied by tau instead of divided":
+        lambda f, a, b, lam, perm, tau: _two_ce(_logits(f, mixup(a, lam, perm), b, 1 / tau), lam, perm),
+}
 
 
 def check_imix_npair_loss(student) -> bool:
     """``student(f, a, b, lam, perm, tau) -> loss`` vs the library's i-Mix N-pair loss on four cases."""
-    ok = check_function("imix_npair_loss", student, reference_imix_npair_loss, _cases(), atol=1e-4,
-                        hint="Algorithm 1: mix a only; logits = normalize(f(a_mix)) @ normalize(f(b)).T / tau; "
-                             "lam * CE(logits, arange(N)) + (1 - lam) * CE(logits, perm).")
-    if not ok:
-        _diagnose(student)
-    return ok
-
-
-def _diagnose(student) -> None:
-    """If the student's answer equals a known wrong variant on the first case, say which one."""
-    case = _cases()[0]
-    try:
-        answer = student(*case)
-        if answer is None:
-            return
-        got = torch.as_tensor(answer, dtype=torch.float32)
-    except Exception:  # the checker already reported it
-        return
-    for what, value in _mistakes(*case).items():
-        if got.shape == value.shape and float((got - value).abs().max()) < 1e-4:
-            print(f"    hint: your answer matches the case where {what}.")
-            return
-
-
-# ----------------------------------------------------------------------------- pretext-task diagnostic
-@torch.no_grad()
-def view_retrieval_accuracy(encoder: nn.Module, data, *, batch_size: int = 128, batches: int = 8,
-                            seed: int = 0) -> float:
-    """Share of images whose view 1 has view 2 of the same image as its most similar view 2 in the batch.
-
-    The pretext task of instance discrimination, scored on the encoder's features (cosine similarity)
-    over ``batches`` random batches of ``batch_size`` images of ``data`` (a DomainData), augmented with
-    ``data.augment``; encoder in eval mode. Chance is 1 / batch_size. Compare training and test images:
-    a large gap means pretraining has started to memorise its training images.
-    """
-    g = torch.Generator().manual_seed(seed)
-    device = next(encoder.parameters()).device
-    was_training = encoder.training
-    encoder.eval()
-    try:
-        batch_size = min(batch_size, len(data))
-        hits, total = 0, 0
-        for _ in range(batches):
-            idx = torch.randperm(len(data), generator=g)[:batch_size]
-            x = data.inputs[idx]
-            z1 = F.normalize(encoder(data.augment(x, g).to(device)).float(), dim=1)
-            z2 = F.normalize(encoder(data.augment(x, g).to(device)).float(), dim=1)
-            hits += int(((z1 @ z2.T).argmax(dim=1).cpu() == torch.arange(batch_size)).sum())
-            total += batch_size
-        return hits / total
-    finally:
-        encoder.train(was_training)
+    return check_with_hints("imix_npair_loss", student, reference_imix_npair_loss, _cases(), MISTAKES, atol=1e-4,
+                            hint="Algorithm 1: mix a only; logits = normalize(f(a_mix)) @ normalize(f(b)).T / tau; "
+                                 "lam * CE(logits, arange(N)) + (1 - lam) * CE(logits, perm).")

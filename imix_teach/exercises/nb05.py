@@ -5,7 +5,7 @@ mean_i sum_n v_in (2 - 2 p_i . f_n) with p = normalize(predictions), f = normali
 embeddings); it must equal the library's :func:`~imix_teach.losses.byol_loss`.
 
 Also here: :func:`byol_variants` (three ways to read Eq. 12 with a mixed label, compared in the
-notebook) and :func:`embedding_spread` (how far an encoder is from collapsing to one point).
+notebook).
 """
 from __future__ import annotations
 
@@ -86,14 +86,3 @@ def check_byol_loss(student) -> bool:
             pass
     return ok
 
-
-# ----------------------------------------------------------------------------- collapse check
-@torch.no_grad()
-def embedding_spread(features: torch.Tensor) -> float:
-    """How far features are from collapse: sqrt(D) * mean per-dimension std of the L2-normalised rows.
-
-    About 1 when the normalised features spread like a uniform distribution on the sphere
-    (per-dimension std 1/sqrt(D)), 0 when every input maps to the same direction. (N, D) -> float.
-    """
-    z = F.normalize(features.float(), dim=1)
-    return float(z.std(dim=0).mean() * z.shape[1] ** 0.5)

@@ -13,7 +13,7 @@ from __future__ import annotations
 import torch
 
 from ..mixing import mixup
-from . import check_function
+from . import check_with_hints
 
 
 # ----------------------------------------------------------------------------- exercise 1
@@ -37,9 +37,27 @@ def _mix_cases() -> list[tuple]:
     return cases
 
 
+def _per_sample(lam, x: torch.Tensor) -> torch.Tensor:
+    lam = torch.as_tensor(lam, dtype=x.dtype)
+    return lam.view(-1, *([1] * (x.dim() - 1))) if lam.dim() == 1 else lam
+
+
+# Wrong answers students often give, by what went wrong; each takes the checker's arguments.
+MIX_MISTAKES = {
+    "lam and 1 - lam are swapped (lam weighs x, the sample itself; 1 - lam its partner x[perm])":
+        lambda x, lam, perm: (1 - _per_sample(lam, x)) * x + _per_sample(lam, x) * x[perm],
+    "the partner is x itself (mix with x[perm], the permuted batch)":
+        lambda x, lam, perm: _per_sample(lam, x) * x + (1 - _per_sample(lam, x)) * x,
+    "the batch was permuted but not mixed (return lam * x + (1 - lam) * x[perm])":
+        lambda x, lam, perm: x[perm],
+}
+
+
 def check_mix_any_domain(student) -> bool:
     """``student(x, lam, perm)`` on table rows, spectrograms and images, scalar and per-sample lam."""
-    return check_function("mix_any", student, lambda x, lam, perm: mixup(x, lam, perm), _mix_cases(), atol=1e-5)
+    return check_with_hints("mix_any", student, lambda x, lam, perm: mixup(x, lam, perm), _mix_cases(), MIX_MISTAKES,
+                            hint="A per-sample lam of shape (N,) must become (N, 1, ..., 1) to scale whole samples: "
+                                 "lam.view(-1, *[1] * (x.dim() - 1)).")
 
 
 # ----------------------------------------------------------------------------- exercise 2
@@ -74,7 +92,8 @@ def check_masking_noise(student, p: float = 0.2) -> bool:
         return False
     share = float(zero.float().mean())
     if abs(share - p) > 0.02:
-        print(f"[x] {name}: {100 * share:.1f}% of entries were masked, expected about {100 * p:.0f}%.")
+        flipped = " (you kept entries with probability p: mask where rand < p)" if abs(share - (1 - p)) < 0.02 else ""
+        print(f"[x] {name}: {100 * share:.1f}% of entries were masked, expected about {100 * p:.0f}%{flipped}.")
         return False
     rows_full = float((zero.all(1)).float().mean())
     if rows_full > 0.01 or float(zero.all(0).float().mean()) > 0:

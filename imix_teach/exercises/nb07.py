@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 
 from ..analysis import instance_accuracy
-from . import check_function
+from . import check_with_hints
 
 
 # ----------------------------------------------------------------------------- exercise 1
@@ -35,9 +35,25 @@ def _pretext_cases() -> list[tuple]:
     return cases
 
 
+def _top1(sim: torch.Tensor, dim: int = 1) -> float:
+    return float((sim.argmax(dim=dim) == torch.arange(sim.shape[0])).float().mean())
+
+
+# Wrong answers students often give, by what went wrong; each takes the checker's arguments.
+PRETEXT_MISTAKES = {
+    "the rows were not L2-normalised (a dot product is not a cosine similarity: F.normalize first)":
+        lambda a, b: _top1(a @ b.T),
+    "the argmax ran over the wrong axis (for each row i of first, look along its row of similarities: dim=1)":
+        lambda a, b: _top1(F.normalize(a, dim=1) @ F.normalize(b, dim=1).T, dim=0),
+    "you returned a count, not a share (divide by N, or take the mean)":
+        lambda a, b: _top1(F.normalize(a, dim=1) @ F.normalize(b, dim=1).T) * a.shape[0],
+}
+
+
 def check_pretext_accuracy(student) -> bool:
     """``student(first, second) -> float`` on identical, noisy and very noisy second views."""
-    return check_function("pretext_accuracy", student, instance_accuracy, _pretext_cases(), atol=1e-6)
+    return check_with_hints("pretext_accuracy", student, instance_accuracy, _pretext_cases(), PRETEXT_MISTAKES,
+                            atol=1e-6)
 
 
 # ----------------------------------------------------------------------------- exercise 2
@@ -55,7 +71,16 @@ def _dirichlet_cases() -> list[tuple]:
     return cases
 
 
+COEFFICIENT_MISTAKES = {
+    "the Dirichlet draw was used as it is (halve it: the first input keeps at least 0.5)": lambda l: l,
+    "the rows sum to 0.5 (add 0.5 to the first coefficient only)": lambda l: 0.5 * l,
+    "0.5 was added to every coefficient (only the first, the input being augmented, gets it)": lambda l: 0.5 * l + 0.5,
+    "0.5 went to the last coefficient (the first one belongs to the input being augmented)":
+        lambda l: 0.5 * l + torch.tensor([0.0, 0.0, 0.5]),
+}
+
+
 def check_inputmix_coefficients(student) -> bool:
     """``student(l) -> (N, 3)`` coefficients; rows sum to 1 and the first is >= 0.5."""
-    return check_function("inputmix_coefficients", student, solution_inputmix_coefficients, _dirichlet_cases(),
-                          atol=1e-6)
+    return check_with_hints("inputmix_coefficients", student, solution_inputmix_coefficients, _dirichlet_cases(),
+                            COEFFICIENT_MISTAKES, atol=1e-6)

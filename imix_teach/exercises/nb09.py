@@ -15,7 +15,7 @@ import torch
 
 from ..analysis import frechet_distance
 from ..losses import supervised_targets
-from . import check_function
+from . import check_with_hints
 
 
 # ----------------------------------------------------------------------------- exercise 1
@@ -29,7 +29,21 @@ def check_supervised_targets(student) -> bool:
     """``student(labels) -> (N, N)`` on a few label vectors (all distinct, all equal, mixed)."""
     g = torch.Generator().manual_seed(11)
     cases = [(torch.arange(5),), (torch.zeros(4, dtype=torch.long),), (torch.randint(0, 3, (12,), generator=g),)]
-    return check_function("supervised_targets", student, supervised_targets, cases, atol=1e-6)
+    return check_with_hints("supervised_targets", student, supervised_targets, cases, TARGET_MISTAKES, atol=1e-6)
+
+
+def _same_label(labels: torch.Tensor) -> torch.Tensor:
+    return (labels[:, None] == labels[None, :]).float()
+
+
+TARGET_MISTAKES = {
+    "the rows were not normalised (divide each row by its number of positives so that it sums to 1)":
+        lambda labels: _same_label(labels),
+    "the labels were ignored (that is the self-supervised eye(N): every sample with my label is a positive)":
+        lambda labels: torch.eye(len(labels)),
+    "each row was divided by N instead of by its number of positives":
+        lambda labels: _same_label(labels) / len(labels),
+}
 
 
 # ----------------------------------------------------------------------------- exercise 2
@@ -55,6 +69,28 @@ def _frechet_cases() -> list[tuple]:
     ]
 
 
+def _parts(a: torch.Tensor, b: torch.Tensor):
+    a, b = a.double().numpy(), b.double().numpy()
+    return a.mean(0), b.mean(0), np.cov(a, rowvar=False), np.cov(b, rowvar=False)
+
+
+def _trace_term(cov_a, cov_b) -> float:
+    return float(np.trace(cov_a + cov_b) - 2 * np.sqrt(np.clip(np.linalg.eigvals(cov_a @ cov_b).real, 0, None)).sum())
+
+
+FRECHET_MISTAKES = {
+    "the covariance term is missing (add Tr(C_a + C_b - 2 (C_a C_b)^(1/2)))":
+        lambda a, b: float(((a.double().mean(0) - b.double().mean(0)) ** 2).sum()),
+    "the mean term is missing (add |mu_a - mu_b|^2)": lambda a, b: _trace_term(*_parts(a, b)[2:]),
+    "you took the square root of the distance (the formula gives d^2: return it as it is)":
+        lambda a, b: frechet_distance(a, b) ** 0.5,
+    "the square root was taken entry by entry (np.sqrt); it must be the matrix square root (scipy.linalg.sqrtm)":
+        lambda a, b: (lambda mu_a, mu_b, ca, cb: float(((mu_a - mu_b) ** 2).sum() + np.trace(ca + cb - 2 * np.sqrt(
+            np.abs(ca @ cb)))))(*_parts(a, b)),
+}
+
+
 def check_frechet_distance(student) -> bool:
     """``student(a, b) -> float`` on identical, shifted and differently shaped Gaussian samples."""
-    return check_function("frechet_distance", student, frechet_distance, _frechet_cases(), atol=1e-3)
+    return check_with_hints("frechet_distance", student, frechet_distance, _frechet_cases(), FRECHET_MISTAKES,
+                            atol=1e-3)

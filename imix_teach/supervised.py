@@ -1,0 +1,190 @@
+"""Supervised MixUp (Sec. 3.1, Eq. 1-2) for notebook 01: a short classifier loop and calibration tools.
+
+The library's own training loop is self-supervised, so the supervised classifier of notebook 01
+lives here: :func:`train_classifier` (SmallConvNet + linear layer, SGD, cosine schedule, the
+library's :func:`~imix_teach.losses.soft_cross_entropy` on MixUp-mixed one-hot labels).
+Calibration: :func:`expected_calibration_error`, :func:`reliability_bins`, :func:`reliability_diagram`.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .config import pick_device
+from .losses import soft_cross_entropy
+from .mixing import mix_targets, mixup, sample_lambda
+from .models import SmallConvNet
+
+
+# ----------------------------------------------------------------------------- calibration
+@torch.no_grad()
+def expected_calibration_error(probs: torch.Tensor, labels: torch.Tensor, n_bins: int = 15) -> float:
+    """ECE (Guo et al., 2017): sum_b |B_b|/n * |accuracy(B_b) - confidence(B_b)| over confidence bins.
+
+    probs: (n, C) predicted class probabilities; labels: (n,) true classes. Confidence = max prob.
+    Bins are equal-width on [0, 1]. Returns a number in [0, 1] (0 = perfectly calibrated).
+    """
+    confidence, predicted = probs.max(dim=1)
+    correct = (predicted == labels).float()
+    edges = torch.linspace(0, 1, n_bins + 1)
+    ece = torch.zeros(())
+    for lo, hi in zip(edges[:-1], edges[1:]):
+        in_bin = (confidence > lo) & (confidence <= hi)
+        if in_bin.any():
+            gap = (correct[in_bin].mean() - confidence[in_bin].mean()).abs()
+            ece += in_bin.float().mean() * gap
+    return float(ece)
+
+
+@torch.no_grad()
+def reliability_bins(probs: torch.Tensor, labels: torch.Tensor, n_bins: int = 10):
+    """Per confidence bin: (bin centres, accuracy, mean confidence, count); empty bins give NaN."""
+    confidence, predicted = probs.max(dim=1)
+    correct = (predicted == labels).float()
+    edges = torch.linspace(0, 1, n_bins + 1)
+    acc, conf, count = [], [], []
+    for lo, hi in zip(edges[:-1], edges[1:]):
+        in_bin = (confidence > lo) & (confidence <= hi)
+        count.append(int(in_bin.sum()))
+        acc.append(float(correct[in_bin].mean()) if in_bin.any() else float("nan"))
+        conf.append(float(confidence[in_bin].mean()) if in_bin.any() else float("nan"))
+    centres = ((edges[:-1] + edges[1:]) / 2).tolist()
+    return centres, acc, conf, count
+
+
+def reliability_diagram(probs: torch.Tensor, labels: torch.Tensor, ax=None, title: str = "", n_bins: int = 10):
+    """Bars: accuracy per confidence bin; diagonal: perfect calibration. Gaps below it = overconfidence."""
+    import matplotlib.pyplot as plt
+
+    if ax is None:
+        _, ax = plt.subplots(figsize=(3.4, 3.4))
+    centres, acc, conf, count = reliability_bins(probs, labels, n_bins)
+    width = 1.0 / n_bins
+    ax.bar(centres, [a if a == a else 0 for a in acc], width=width * 0.95, color="tab:blue", alpha=0.75,
+           edgecolor="k", lw=0.4, label="accuracy")
+    gaps = [(c, a - c) for c, a in zip(conf, acc) if a == a]
+    ax.bar([c for c, _ in gaps], [g for _, g in gaps], bottom=[c for c, _ in gaps], width=width * 0.4,
+           color="tab:red", alpha=0.6, label="gap to confidence")
+    ax.plot([0, 1], [0, 1], "k--", lw=1, label="perfect calibration")
+    ece = expected_calibration_error(probs, labels)
+    ax.set(xlim=(0, 1), ylim=(0, 1), xlabel="confidence (max probability)", ylabel="accuracy",
+           title=f"{title}\nECE = {100 * ece:.1f}%" if title else f"ECE = {100 * ece:.1f}%")
+    ax.legend(fontsize=7, loc="upper left")
+    return ax
+
+
+# ----------------------------------------------------------------------------- supervised training
+@dataclass
+class SupervisedResult:
+    """What :func:`train_classifier` returns (accuracies in [0, 1])."""
+
+    alpha: float | None
+    seed: int
+    accuracy: float = 0.0
+    ece: float = 0.0
+    nll: float = 0.0  # test negative log-likelihood (mean cross-entropy with the true labels)
+    train_accuracy: float = 0.0  # on clean (unmixed, unaugmented) training images
+    seconds: float = 0.0
+    epoch_loss: list[float] = field(default_factory=list)
+    probs: torch.Tensor | None = field(default=None, repr=False)  # (n_test, C) softmax outputs
+    labels: torch.Tensor | None = field(default=None, repr=False)  # (n_test,)
+
+
+def classifier(in_channels: int, num_classes: int, width: int = 32) -> nn.Sequential:
+    """SmallConvNet encoder + linear layer: (N, C, H, W) -> (N, num_classes) logits."""
+    encoder = SmallConvNet(in_channels, width)
+    return nn.Sequential(encoder, nn.Linear(encoder.out_dim, num_classes))
+
+
+@torch.no_grad()
+def predict_proba(model: nn.Module, inputs: torch.Tensor, transform, batch_size: int = 500) -> torch.Tensor:
+    """Softmax probabilities (n, C) on CPU, model in eval mode."""
+    device = next(model.parameters()).device
+    model.eval()
+    out = [torch.softmax(model(transform(inputs[i:i + batch_size].to(device))).float(), 1).cpu()
+           for i in range(0, inputs.shape[0], batch_size)]
+    model.train()
+    return torch.cat(out)
+
+
+def train_classifier(
+    train,
+    test,
+    *,
+    alpha: float | None = None,
+    epochs: int = 30,
+    batch_size: int = 128,
+    lr: float = 0.1,
+    weight_decay: float = 1e-4,
+    width: int = 32,
+    augment=None,
+    seed: int = 0,
+    model: nn.Module | None = None,
+    device: str | torch.device | None = None,
+) -> SupervisedResult:
+    """Train a classifier on ``train`` (a DomainData) with MixUp when ``alpha`` is a number.
+
+    Each step: one augmented view of the batch (``augment(x, generator)``, default: the eval
+    transform, i.e. no augmentation), then with MixUp one lam ~ Beta(alpha, alpha) per batch and
+    a random permutation mix inputs and one-hot labels (Eq. 2); loss = soft cross-entropy.
+    SGD momentum 0.9, cosine learning-rate decay, as in the MixUp paper's CIFAR runs (scaled down).
+    Same seed -> same initial weights and batch order with and without MixUp.
+    """
+    device = pick_device(device)
+    torch.manual_seed(seed)
+    num_classes = train.num_classes
+    net = (model if model is not None else classifier(train.input_shape[0], num_classes, width)).to(device)
+    augment = augment if augment is not None else (lambda x, g: train.transform(x))
+    steps_per_epoch = max(1, len(train) // batch_size)
+    opt = torch.optim.SGD(net.parameters(), lr=lr, momentum=0.9, weight_decay=weight_decay, nesterov=True)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, epochs * steps_per_epoch)
+    inputs, labels = train.inputs.to(device), train.labels.to(device)
+    result = SupervisedResult(alpha, seed)
+    tic = time.perf_counter()
+    net.train()
+    for epoch in range(epochs):
+        g = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
+        order = torch.randperm(len(train), generator=g).to(device)
+        running = 0.0
+        for b in range(steps_per_epoch):
+            idx = order[b * batch_size:(b + 1) * batch_size]
+            x = augment(inputs[idx], g)
+            y = F.one_hot(labels[idx], num_classes).float()
+            if alpha is not None:
+                lam = sample_lambda(alpha, generator=g)
+                perm = torch.randperm(x.shape[0], generator=g).to(device)
+                x, y = mixup(x, lam, perm, check=False), mix_targets(y, lam, perm, check=False)
+            loss = soft_cross_entropy(net(x), y, check=False)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+            running += float(loss.detach())
+        result.epoch_loss.append(running / steps_per_epoch)
+    result.seconds = time.perf_counter() - tic
+    probs = predict_proba(net, test.inputs, test.transform)
+    result.probs, result.labels = probs, test.labels
+    result.accuracy = float((probs.argmax(1) == test.labels).float().mean())
+    result.ece = expected_calibration_error(probs, test.labels)
+    result.nll = float(F.nll_loss(probs.clamp_min(1e-12).log(), test.labels))
+    train_probs = predict_proba(net, train.inputs, train.transform)
+    result.train_accuracy = float((train_probs.argmax(1) == train.labels).float().mean())
+    return result
+
+
+def supervised_augment(data, scale: tuple[float, float] = (0.6, 1.0)):
+    """Standard supervised augmentation for a DomainData image set: random crop + flip, no colour.
+
+    (The dataset's own ``augment`` is SimCLR's strong contrastive recipe; supervised MixUp
+    papers use only crop + flip.) Digits get no flip: they are not mirror-symmetric.
+    """
+    from .data import ImageAugment
+
+    flip = 0.0 if data.name == "digits" else 0.5
+    size = tuple(data.input_shape[1:])
+    tf = data.transformer
+    return ImageAugment(size, tf.mean, tf.std, scale=scale, flip=flip, jitter_p=0.0, gray_p=0.0)

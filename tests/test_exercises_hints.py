@@ -1,0 +1,72 @@
+"""Exercises a student can use: each common wrong answer gets its own hint, solutions pass, and the
+committed notebooks keep solutions out of "Run All" and checker cells out of nbval's comparison."""
+import json
+import re
+from pathlib import Path
+
+import pytest
+import torch
+
+from imix_teach.exercises import nb03, nb06, nb07, nb09
+
+NOTEBOOKS = sorted((Path(__file__).parent.parent / "notebooks").glob("*.ipynb"))
+CHECKERS = [
+    (nb03.check_imix_npair_loss, nb03.MISTAKES, nb03.solution_imix_npair_loss),
+    (nb06.check_mix_any_domain, nb06.MIX_MISTAKES, nb06.solution_mix_any),
+    (nb07.check_pretext_accuracy, nb07.PRETEXT_MISTAKES, nb07.solution_pretext_accuracy),
+    (nb07.check_inputmix_coefficients, nb07.COEFFICIENT_MISTAKES, nb07.solution_inputmix_coefficients),
+    (nb09.check_supervised_targets, nb09.TARGET_MISTAKES, nb09.solution_supervised_targets),
+    (nb09.check_frechet_distance, nb09.FRECHET_MISTAKES, nb09.solution_frechet_distance),
+]
+WRONG = [(check, what, wrong) for check, mistakes, _ in CHECKERS for what, wrong in mistakes.items()]
+
+
+@pytest.mark.parametrize("check, what, wrong", WRONG, ids=[f"{c.__name__}-{k}" for k, (c, _, _) in enumerate(WRONG)])
+def test_each_common_mistake_gets_its_own_hint(check, what, wrong, capsys):
+    assert check(wrong) is False
+    out = capsys.readouterr().out
+    assert out.count("hint:") == 1 and what in out
+
+
+@pytest.mark.parametrize("check, mistakes, solution", CHECKERS, ids=[c.__name__ for c, _, _ in CHECKERS])
+def test_solution_passes_without_a_hint(check, mistakes, solution, capsys):
+    assert check(solution) is True
+    assert "hint:" not in capsys.readouterr().out
+
+
+def test_unfinished_answer_gets_no_misleading_hint(capsys):
+    assert nb03.check_imix_npair_loss(lambda *args: None) is False
+    out = capsys.readouterr().out
+    assert "not done yet" in out and "hint:" not in out
+
+
+def test_masking_noise_names_a_flipped_mask(capsys):
+    def keeps_with_p(x, p, generator=None):
+        return x.masked_fill(torch.rand(x.shape, generator=generator) >= p, 0.0)
+
+    assert nb06.check_masking_noise(keeps_with_p) is False
+    assert "kept entries with probability p" in capsys.readouterr().out
+
+
+def _code_cells(path):
+    return ["".join(c["source"]) for c in json.loads(path.read_text())["cells"] if c["cell_type"] == "code"]
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
+def test_notebook_solutions_are_opt_in_and_exercises_unchecked(path):
+    for src in _code_cells(path):
+        assert "show_solution(" not in src, "solutions are printed only when a student asks (a markdown cell shows how)"
+        if re.search(r"YOUR CODE|Your code", src):
+            # nbval must not compare a checker's verdict: a solved notebook prints "[ok]" instead of "not done yet"
+            assert "NBVAL_CHECK_OUTPUT" not in src
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
+def test_notebook_solutions_named_in_markdown_exist(path, capsys):
+    from imix_teach.exercises import show_solution
+
+    cells = json.loads(path.read_text())["cells"]
+    names = re.findall(r'show_solution\("([^"]+)"\)', "".join("".join(c["source"]) for c in cells))
+    for name in names:
+        show_solution(name)
+    assert capsys.readouterr().out.count("def solution_") == len(names)
