@@ -77,7 +77,9 @@ def setup(seed: int = 0, device: str | torch.device | None = None) -> torch.devi
 
 # ----------------------------------------------------------------------------- data with a fallback
 # Approximate download sizes (MB) of the files each loader fetches, shown before any download.
-DOWNLOAD_MB = {"cifar10": 170, "cifar100": 170, "speechcommands": 1400, "fsdd": 20, "covtype": 11, "higgs": 2600}
+# ImageNet is never downloaded (its licence needs a manual download): its size only keeps notebooks from trying.
+DOWNLOAD_MB = {"cifar10": 170, "cifar100": 170, "speechcommands": 1400, "fsdd": 20, "covtype": 11, "higgs": 2600,
+               "imagenet": 150_000, "imagenet100": 15_000}
 
 
 def _offline() -> bool:

@@ -63,12 +63,20 @@ def test_course_table_lists_every_notebook_and_links_exist():
         assert (ROOT / link).exists(), f"README links to missing {link}"
 
 
-def test_widget_claim_names_exactly_the_notebooks_with_each_slider():
-    claim = re.search(r"show what\s+alpha \(([\d, ]+)\), tau \(([\d, ]+)\) and lam \(([\d, ]+)\) do", README)
+def test_widget_claim_names_exactly_the_notebooks_with_each_widget():
+    claim = re.search(r"widgets that also run headless on ipywidgets 7.7 or 8 \(alpha in ([\d/]+), tau in (\d+), "
+                      r"lam with live loss and similarity readouts in ([\d and]+), queue size and momentum in (\d+), "
+                      r"BYOL's mixed target in (\d+), masking noise in (\d+), the ablation browser in (\d+), "
+                      r"the playground in (\d+);", " ".join(README.split()))
     assert claim, "README's sentence on widgets changed: update this test with it"
-    for name, listed in zip(("alpha", "tau", "lam"), claim.groups()):
-        using = [n for n, p in NOTEBOOKS.items() if f"{name}_widget(" in _outputs(p)[1]]
-        assert using == [n.strip() for n in listed.split(",")], f"{name}_widget is used in {using}"
+    alpha, tau, lam, queue, byol, masking, ablation, playground = claim.groups()
+    expected = {"alpha_widget(": alpha.split("/"), "tau_widget(": [tau], "lam_widget(": lam.split(" and "),
+                "queue_widget(": [queue], "byol_widget(": [byol], "playground(": [playground]}
+    for call, listed in expected.items():
+        using = [n for n, p in NOTEBOOKS.items() if call in _outputs(p)[1]]
+        assert using == listed, f"{call} is used in {using}, the README says {listed}"
+    for number in (masking, ablation):  # hand-built ipywidgets.interactive demos
+        assert "widgets.interactive(" in _outputs(NOTEBOOKS[number])[1], f"notebook {number} has no widget"
 
 
 def test_every_notebook_is_committed_with_full_mode_outputs():
