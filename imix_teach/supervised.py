@@ -9,15 +9,18 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from .config import pick_device
+from .data.base import DomainData
 from .losses import soft_cross_entropy
-from .mixing import mix_targets, mixup, sample_lambda
+from .mixing import imix
 from .models import SmallConvNet
+from .train import Augment, StepOptions, train_step
 
 
 # ----------------------------------------------------------------------------- calibration
@@ -111,40 +114,58 @@ def predict_proba(model: nn.Module, inputs: torch.Tensor, transform, batch_size:
     return torch.cat(out)
 
 
+class MixUpClassifier(nn.Module):
+    """Supervised MixUp (Eq. 2) in the methods' interface, so :func:`~imix_teach.train.train_step` trains it.
+
+    ``loss = model(view, alpha, generator=g, labels=y)``: one view (``views = 1``); with alpha a
+    number, inputs and one-hot labels are mixed with one lam ~ Beta(alpha, alpha) and a random
+    permutation (:func:`~imix_teach.mixing.imix`); loss = soft cross-entropy of ``net``'s logits.
+    """
+
+    views = 1
+
+    def __init__(self, net: nn.Module, num_classes: int):
+        super().__init__()
+        self.net, self.num_classes = net, num_classes
+
+    def forward(self, view: torch.Tensor, alpha: float | None = None, *, generator: torch.Generator | None = None,
+                labels: torch.Tensor | None = None, **mix_options: Any) -> torch.Tensor:
+        """view (N, ...), labels (N,) class ids -> the mean soft cross-entropy of the (mixed) batch."""
+        if labels is None:
+            raise ValueError("labels must be given: (N,) class ids of the batch")
+        targets = F.one_hot(labels, self.num_classes).float()
+        if alpha is not None:
+            mixed = imix(view, alpha, targets=targets, generator=generator, check=False, **mix_options)
+            view, targets = mixed.inputs, mixed.targets
+        return soft_cross_entropy(self.net(view), targets, check=False)
+
+    def after_step(self) -> None:
+        """Nothing to update after a step (no EMA, no queue)."""
+
+
 def train_classifier(
-    train,
-    test,
-    *,
-    alpha: float | None = None,
-    epochs: int = 30,
-    batch_size: int = 128,
-    lr: float = 0.1,
-    weight_decay: float = 1e-4,
-    width: int = 32,
-    augment=None,
-    seed: int = 0,
-    model: nn.Module | None = None,
-    device: str | torch.device | None = None,
+    train: DomainData, test: DomainData, *, alpha: float | None = None, epochs: int = 30, batch_size: int = 128,
+    lr: float = 0.1, weight_decay: float = 1e-4, width: int = 32, augment: Augment | None = None, seed: int = 0,
+    model: nn.Module | None = None, device: str | torch.device | None = None,
 ) -> SupervisedResult:
     """Train a classifier on ``train`` (a DomainData) with MixUp when ``alpha`` is a number.
 
-    Each step: one augmented view of the batch (``augment(x, generator)``, default: the eval
-    transform, i.e. no augmentation), then with MixUp one lam ~ Beta(alpha, alpha) per batch and
-    a random permutation mix inputs and one-hot labels (Eq. 2); loss = soft cross-entropy.
-    SGD momentum 0.9, cosine learning-rate decay, as in the MixUp paper's CIFAR runs (scaled down).
-    Same seed -> same initial weights and batch order with and without MixUp.
+    Each step is the library's :func:`~imix_teach.train.train_step` on a :class:`MixUpClassifier`:
+    one augmented view of the batch (``augment(x, generator)``, default: the eval transform, i.e. no
+    augmentation), MixUp of inputs and one-hot labels, soft cross-entropy, SGD (momentum 0.9,
+    Nesterov) with cosine decay, as in the MixUp paper's CIFAR runs (scaled down). Same seed -> same
+    initial weights and batch order with and without MixUp.
     """
     device = pick_device(device)
     torch.manual_seed(seed)
-    num_classes = train.num_classes
-    net = (model if model is not None else classifier(train.input_shape[0], num_classes, width)).to(device)
+    net = (model if model is not None else classifier(train.input_shape[0], train.num_classes, width)).to(device)
+    mixup_model = MixUpClassifier(net, train.num_classes)
     augment = augment if augment is not None else (lambda x, g: train.transform(x))
     steps_per_epoch = max(1, len(train) // batch_size)
     opt = torch.optim.SGD(net.parameters(), lr=lr, momentum=0.9, weight_decay=weight_decay, nesterov=True)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, epochs * steps_per_epoch)
     inputs, labels = train.inputs.to(device), train.labels.to(device)
-    result = SupervisedResult(alpha, seed)
-    tic = time.perf_counter()
+    result, tic = SupervisedResult(alpha, seed), time.perf_counter()
     net.train()
     for epoch in range(epochs):
         g = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
@@ -152,20 +173,16 @@ def train_classifier(
         running = 0.0
         for b in range(steps_per_epoch):
             idx = order[b * batch_size:(b + 1) * batch_size]
-            x = augment(inputs[idx], g)
-            y = F.one_hot(labels[idx], num_classes).float()
-            if alpha is not None:
-                lam = sample_lambda(alpha, generator=g)
-                perm = torch.randperm(x.shape[0], generator=g).to(device)
-                x, y = mixup(x, lam, perm, check=False), mix_targets(y, lam, perm, check=False)
-            loss = soft_cross_entropy(net(x), y, check=False)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            sched.step()
-            running += float(loss.detach())
+            loss = train_step(mixup_model, inputs[idx], augment, opt, g, StepOptions(alpha=alpha), labels=labels[idx],
+                              scheduler=sched)
+            running += float(loss)
         result.epoch_loss.append(running / steps_per_epoch)
     result.seconds = time.perf_counter() - tic
+    return _score(net, train, test, result)
+
+
+def _score(net: nn.Module, train: DomainData, test: DomainData, result: SupervisedResult) -> SupervisedResult:
+    """Test accuracy, calibration error and NLL, and clean training accuracy, into ``result``."""
     probs = predict_proba(net, test.inputs, test.transform)
     result.probs, result.labels = probs, test.labels
     result.accuracy = float((probs.argmax(1) == test.labels).float().mean())
