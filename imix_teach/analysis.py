@@ -20,13 +20,21 @@ import time
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 from .evaluate import evaluate_encoder  # one implementation, re-exported for the notebooks
+
+if TYPE_CHECKING:  # types only: matplotlib is imported where a plot is drawn
+    from matplotlib.axes import Axes
+
+    from .data.base import DomainData
+    from .experiment import RunResult
+
+_Array = torch.Tensor | np.ndarray  # what the Fréchet functions accept (converted to float64 NumPy)
 
 __all__ = [
     "gaussian_frechet_distance", "frechet_distance", "embedding_frechet_distance", "evaluate_encoder", "train_test_gap",
@@ -36,7 +44,7 @@ __all__ = [
 
 
 # ----------------------------------------------------------------------------- Fréchet distance
-def _as_float64(x) -> np.ndarray:
+def _as_float64(x: _Array) -> np.ndarray:
     if torch.is_tensor(x):
         x = x.detach().cpu().double().numpy()
     return np.asarray(x, dtype=np.float64)
@@ -48,7 +56,7 @@ def _sqrtm_psd(cov: np.ndarray) -> np.ndarray:
     return (vecs * np.sqrt(np.clip(vals, 0.0, None))) @ vecs.T
 
 
-def gaussian_frechet_distance(mu1, cov1, mu2, cov2) -> float:
+def gaussian_frechet_distance(mu1: _Array, cov1: _Array, mu2: _Array, cov2: _Array) -> float:
     """Squared 2-Wasserstein (Fréchet) distance between N(mu1, cov1) and N(mu2, cov2).
 
         d^2 = ||mu1 - mu2||^2 + Tr(cov1 + cov2 - 2 (cov1^{1/2} cov2 cov1^{1/2})^{1/2})
@@ -70,7 +78,7 @@ def gaussian_frechet_distance(mu1, cov1, mu2, cov2) -> float:
     return max(value, 0.0)  # round-off can make identical inputs give -1e-16
 
 
-def frechet_distance(a, b, *, normalize: bool = False) -> float:
+def frechet_distance(a: _Array, b: _Array, *, normalize: bool = False) -> float:
     """Fréchet distance between two sets of vectors a (N, D) and b (M, D), each fitted by a Gaussian.
 
     Means and (unbiased) covariances are estimated from the samples, then
@@ -90,7 +98,8 @@ def frechet_distance(a, b, *, normalize: bool = False) -> float:
     return gaussian_frechet_distance(a.mean(0), np.cov(a, rowvar=False), b.mean(0), np.cov(b, rowvar=False))
 
 
-def embedding_frechet_distance(encoder: torch.nn.Module, first, second, *, batch_size: int = 512) -> float:
+def embedding_frechet_distance(encoder: torch.nn.Module, first: DomainData, second: DomainData, *,
+                               batch_size: int = 512) -> float:
     """FED of Appendix C.3: Fréchet distance between L2-normalised encoder features of two datasets.
 
     ``first``/``second`` are :class:`imix_teach.data.DomainData` (e.g. the train and test splits);
@@ -103,7 +112,7 @@ def embedding_frechet_distance(encoder: torch.nn.Module, first, second, *, batch
     return frechet_distance(fa, fb, normalize=True)
 
 
-def train_test_gap(result) -> float:
+def train_test_gap(result: RunResult) -> float:
     """Linear-probe accuracy on its own training features minus test accuracy (a RunResult), in [−1, 1]."""
     if result.train_accuracy is None or result.linear is None:
         raise ValueError("the run has no linear probe: evaluate with 'linear' to get train and test accuracy")
@@ -149,7 +158,7 @@ def embedding_spread(features: torch.Tensor) -> float:
 
 # ----------------------------------------------------------------------------- pretext over-fitting
 @torch.no_grad()
-def view_retrieval_accuracy(encoder: torch.nn.Module, data, *, batch_size: int = 128, batches: int = 8,
+def view_retrieval_accuracy(encoder: torch.nn.Module, data: DomainData, *, batch_size: int = 128, batches: int = 8,
                             seed: int = 0, augment: Callable | None = None) -> float:
     """Share of images whose view 1 has view 2 of the same image as its most similar view 2 in the batch.
 
@@ -178,7 +187,7 @@ def view_retrieval_accuracy(encoder: torch.nn.Module, data, *, batch_size: int =
         encoder.train(was_training)
 
 
-def retrieval_gap(encoder: torch.nn.Module, seen, unseen, **options: Any) -> dict[str, float]:
+def retrieval_gap(encoder: torch.nn.Module, seen: DomainData, unseen: DomainData, **options: Any) -> dict[str, float]:
     """View retrieval on the pretext images (``seen``) and on images the encoder never saw (``unseen``).
 
     Returns {"retrieval_train", "retrieval_test", "retrieval_gap"} (fractions; gap = train - test).
@@ -191,7 +200,7 @@ def retrieval_gap(encoder: torch.nn.Module, seen, unseen, **options: Any) -> dic
     return {"retrieval_train": on_train, "retrieval_test": on_test, "retrieval_gap": on_train - on_test}
 
 
-def split_classes(data, keep: Sequence[int]):
+def split_classes(data: DomainData, keep: Sequence[int]) -> DomainData:
     """Rows of ``data`` (a DomainData) whose label is in ``keep``, relabelled 0..len(keep)-1 in that order."""
     keep = [int(k) for k in keep]
     if len(set(keep)) != len(keep) or not all(0 <= k < len(data.classes) for k in keep):
@@ -277,8 +286,8 @@ def sweep_table(rows: Sequence[dict[str, Any]], metric: str = "knn", name: str =
     return "\n".join(lines)
 
 
-def plot_sweep(rows: Sequence[dict[str, Any]], metric: str = "knn", ax=None, *, xlabel: str = "value",
-               title: str | None = None, log_x: bool = False, categorical: bool | None = None):
+def plot_sweep(rows: Sequence[dict[str, Any]], metric: str = "knn", ax: Axes | None = None, *, xlabel: str = "value",
+               title: str | None = None, log_x: bool = False, categorical: bool | None = None) -> Axes:
     """One line per variant: mean ± std (error bars over seeds) of ``metric`` (%) against the swept value.
 
     Numeric values go on a numeric (optionally log) axis; anything else (e.g. "mixup"/"cutmix")

@@ -188,7 +188,7 @@ class Protocol:
     method_kwargs: dict[str, Any]  # {} = the library's CPU-sized heads and EMA/queue settings
     probe_epochs: int  # linear-probe epochs (the paper: 100)
 
-    def make_encoder(self):
+    def make_encoder(self) -> torch.nn.Module | None:
         """The encoder to pretrain: ResNet-18 at paper scale, else None (experiment.run builds a SmallConvNet)."""
         return cifar_resnet(18) if self.paper_scale else None
 

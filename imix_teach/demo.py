@@ -70,6 +70,8 @@ def _figure(results: list[RunResult], path: Path) -> None:
 
 
 def main(argv: list[str] | None = None) -> list[RunResult]:
+    """Run the demo with command-line arguments ``argv`` (default: ``sys.argv[1:]``); returns one RunResult
+    per method and variant (plain, i-Mix), in the order printed."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--epochs", type=int, default=pick(15, 3))
     parser.add_argument("--methods", default="npair,moco,byol")

@@ -14,14 +14,20 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .data.base import Augmenter
 from .evaluate import knn_accuracy
 from .methods import NPair
 from .train import History, pretrain
+
+if TYPE_CHECKING:  # types only: matplotlib and ipywidgets are imported when a figure or widget is built
+    from ipywidgets import interactive
+    from matplotlib.figure import Figure
 
 
 def toy_data(per_class: int = 10, classes: int = 5, spread: float = 0.5, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
@@ -35,7 +41,7 @@ def toy_data(per_class: int = 10, classes: int = 5, spread: float = 0.5, seed: i
     return centres[y] + spread * torch.randn(len(y), 2, generator=g), y
 
 
-def jitter(scale: float = 0.3):
+def jitter(scale: float = 0.3) -> Augmenter:
     """The toy's augmentation: ``x + scale * N(0, I)`` per view, drawn from the generator."""
 
     def augment(x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
@@ -85,7 +91,8 @@ def train_toy(alpha: float | None = 1.0, tau: float = 0.2, per_class: int = 10, 
     return ToyRun(method, history, torch.atan2(z[:, 1], z[:, 0]), torch.atan2(z_test[:, 1], z_test[:, 0]), knn)
 
 
-def playground_plot(imix: bool = True, alpha: float = 1.0, tau: float = 0.2, per_class: int = 10, seed: int = 0):
+def playground_plot(imix: bool = True, alpha: float = 1.0, tau: float = 0.2, per_class: int = 10,
+                    seed: int = 0) -> Figure:
     """Train one toy run and draw it: the data, the embeddings on the circle, the loss; returns the figure."""
     import matplotlib.pyplot as plt
 
@@ -112,7 +119,7 @@ def playground_plot(imix: bool = True, alpha: float = 1.0, tau: float = 0.2, per
     return fig
 
 
-def playground():
+def playground() -> interactive:
     """ipywidgets controls for :func:`playground_plot`: i-Mix on/off, alpha, tau, data size, seed."""
     import ipywidgets as widgets
 

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
+from matplotlib.axes import Axes
 
 from .experiment import RunResult
 
@@ -42,7 +43,8 @@ def results_table(results: Sequence[RunResult], metrics: Sequence[str] = ("linea
     return "\n".join(lines)
 
 
-def plot_comparison(results: Sequence[RunResult], metric: str = "linear", ax=None, title: str | None = None):
+def plot_comparison(results: Sequence[RunResult], metric: str = "linear", ax: Axes | None = None,
+                    title: str | None = None) -> Axes:
     """Grouped bars: per method, baseline (light) vs i-Mix (dark), mean ± std over seeds."""
     stats = mean_std(results, metric)
     methods = list(dict.fromkeys(r.method for r in results))
@@ -70,7 +72,7 @@ def plot_comparison(results: Sequence[RunResult], metric: str = "linear", ax=Non
     return ax
 
 
-def plot_histories(results: Sequence[RunResult], ax=None, per: str = "epoch"):
+def plot_histories(results: Sequence[RunResult], ax: Axes | None = None, per: str = "epoch") -> Axes:
     """Pretraining loss per epoch (or per logged step with ``per='step'``); i-Mix solid, baseline dashed."""
     if ax is None:
         _, ax = plt.subplots(figsize=(5.5, 3.2))
@@ -85,8 +87,8 @@ def plot_histories(results: Sequence[RunResult], ax=None, per: str = "epoch"):
     return ax
 
 
-def plot_embeddings(features: torch.Tensor, labels: torch.Tensor, ax=None, title: str = "", method: str = "pca",
-                    classes: Sequence[str] | None = None, seed: int = 0):
+def plot_embeddings(features: torch.Tensor, labels: torch.Tensor, ax: Axes | None = None, title: str = "",
+                    method: str = "pca", classes: Sequence[str] | None = None, seed: int = 0) -> Axes:
     """2-D view of (N, D) features coloured by label: PCA (fast, linear) or t-SNE (local structure)."""
     from sklearn.decomposition import PCA
     from sklearn.manifold import TSNE
@@ -109,7 +111,7 @@ def plot_embeddings(features: torch.Tensor, labels: torch.Tensor, ax=None, title
     return ax
 
 
-def image_grid(images: torch.Tensor, nrow: int = 8, ax=None, title: str = ""):
+def image_grid(images: torch.Tensor, nrow: int = 8, ax: Axes | None = None, title: str = "") -> Axes:
     """Show (N, C, H, W) images (uint8, or float of any range: each is min-max scaled) in a grid."""
     from torchvision.utils import make_grid
 

@@ -9,18 +9,23 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from .config import pick_device
-from .data.base import DomainData
+from .data.base import DomainData, Transformer
 from .losses import soft_cross_entropy
 from .mixing import imix
 from .models import SmallConvNet
 from .train import Augment, StepOptions, train_step
+
+if TYPE_CHECKING:  # types only: matplotlib is imported where a plot is drawn
+    from matplotlib.axes import Axes
+
+    from .data import ImageAugment
 
 
 # ----------------------------------------------------------------------------- calibration
@@ -44,7 +49,8 @@ def expected_calibration_error(probs: torch.Tensor, labels: torch.Tensor, n_bins
 
 
 @torch.no_grad()
-def reliability_bins(probs: torch.Tensor, labels: torch.Tensor, n_bins: int = 10):
+def reliability_bins(probs: torch.Tensor, labels: torch.Tensor,
+                     n_bins: int = 10) -> tuple[list[float], list[float], list[float], list[int]]:
     """Per confidence bin: (bin centres, accuracy, mean confidence, count); empty bins give NaN."""
     confidence, predicted = probs.max(dim=1)
     correct = (predicted == labels).float()
@@ -59,7 +65,8 @@ def reliability_bins(probs: torch.Tensor, labels: torch.Tensor, n_bins: int = 10
     return centres, acc, conf, count
 
 
-def reliability_diagram(probs: torch.Tensor, labels: torch.Tensor, ax=None, title: str = "", n_bins: int = 10):
+def reliability_diagram(probs: torch.Tensor, labels: torch.Tensor, ax: Axes | None = None, title: str = "",
+                        n_bins: int = 10) -> Axes:
     """Bars: accuracy per confidence bin; diagonal: perfect calibration. Gaps below it = overconfidence."""
     import matplotlib.pyplot as plt
 
@@ -104,7 +111,8 @@ def classifier(in_channels: int, num_classes: int, width: int = 32) -> nn.Sequen
 
 
 @torch.no_grad()
-def predict_proba(model: nn.Module, inputs: torch.Tensor, transform, batch_size: int = 500) -> torch.Tensor:
+def predict_proba(model: nn.Module, inputs: torch.Tensor, transform: Transformer,
+                  batch_size: int = 500) -> torch.Tensor:
     """Softmax probabilities (n, C) on CPU, model in eval mode."""
     device = next(model.parameters()).device
     model.eval()
@@ -193,7 +201,7 @@ def _score(net: nn.Module, train: DomainData, test: DomainData, result: Supervis
     return result
 
 
-def supervised_augment(data, scale: tuple[float, float] = (0.6, 1.0)):
+def supervised_augment(data: DomainData, scale: tuple[float, float] = (0.6, 1.0)) -> ImageAugment:
     """Standard supervised augmentation for a DomainData image set: random crop + flip, no colour.
 
     (The dataset's own ``augment`` is SimCLR's strong contrastive recipe; supervised MixUp

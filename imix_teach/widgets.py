@@ -20,13 +20,20 @@ kernel (GitHub, nbviewer) shows the picture where the sliders would be.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 import matplotlib.pyplot as plt
 import torch
 import torch.nn.functional as F
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
 
 from .losses import npair_loss
 from .mixing import mix_targets, mixup, sample_lambda
+
+if TYPE_CHECKING:  # types only: ipywidgets is imported when a widget is built
+    from ipywidgets import interactive
 
 
 def _to_display(images: torch.Tensor) -> torch.Tensor:
@@ -37,7 +44,7 @@ def _to_display(images: torch.Tensor) -> torch.Tensor:
     return (x - lo) / (hi - lo).clamp_min(1e-8)
 
 
-def _imshow(ax, image: torch.Tensor) -> None:
+def _imshow(ax: Axes, image: torch.Tensor) -> None:
     if image.shape[0] == 1:
         ax.imshow(image[0].numpy(), cmap="gray", vmin=0, vmax=1)
     else:
@@ -46,7 +53,7 @@ def _imshow(ax, image: torch.Tensor) -> None:
     ax.set_yticks([])
 
 
-def beta_plot(alpha: float = 1.0, n_samples: int = 4000, seed: int = 0):
+def beta_plot(alpha: float = 1.0, n_samples: int = 4000, seed: int = 0) -> Figure:
     """Density of Beta(alpha, alpha) with a histogram of ``sample_lambda`` draws; returns the figure."""
     lam = sample_lambda(alpha, n_samples, generator=torch.Generator().manual_seed(seed))
     grid = torch.linspace(0.002, 0.998, 400, dtype=torch.float64)
@@ -63,7 +70,8 @@ def beta_plot(alpha: float = 1.0, n_samples: int = 4000, seed: int = 0):
 
 
 @torch.no_grad()
-def _readout(embed, views, lam: float, perm: torch.Tensor, tau: float):
+def _readout(embed: Callable[[torch.Tensor], torch.Tensor], views: tuple[torch.Tensor, torch.Tensor], lam: float,
+             perm: torch.Tensor, tau: float) -> tuple[torch.Tensor, float]:
     """Cosine similarities (N, N) of the mixed anchors to the clean positives, and the i-Mix N-pair loss."""
     a, b = views
     za, zb = embed(mixup(a, lam, perm)), embed(b)
@@ -72,8 +80,8 @@ def _readout(embed, views, lam: float, perm: torch.Tensor, tau: float):
 
 
 def imix_plot(images: torch.Tensor, lam: float = 0.6, seed: int = 0, n_show: int = 8, *,
-              perm: torch.Tensor | None = None, embed=None, views: tuple[torch.Tensor, torch.Tensor] | None = None,
-              tau: float = 0.2):
+              perm: torch.Tensor | None = None, embed: Callable[[torch.Tensor], torch.Tensor] | None = None,
+              views: tuple[torch.Tensor, torch.Tensor] | None = None, tau: float = 0.2) -> Figure:
     """i-Mix on a real batch: the mixed inputs (left) and their virtual labels (right).
 
     images: (N, C, H, W) raw batch (uint8 or float), N >= 2. Row i of the label matrix is
@@ -108,7 +116,8 @@ def imix_plot(images: torch.Tensor, lam: float = 0.6, seed: int = 0, n_show: int
     return fig
 
 
-def temperature_plot(tau: float = 0.2, similarities: tuple[float, ...] = (0.9, 0.6, 0.3, 0.0, -0.3), n: int = 16, seed: int = 0):
+def temperature_plot(tau: float = 0.2, similarities: tuple[float, ...] = (0.9, 0.6, 0.3, 0.0, -0.3), n: int = 16,
+                     seed: int = 0) -> Figure:
     """Left: softmax(s / tau) over an anchor's similarities (first = positive). Right: N-pair loss vs tau.
 
     The loss curve uses a random batch of N embedding pairs whose positives are noisy copies of
@@ -136,7 +145,7 @@ def temperature_plot(tau: float = 0.2, similarities: tuple[float, ...] = (0.9, 0
     return fig
 
 
-def _png(fig) -> str:
+def _png(fig: Figure) -> str:
     """The figure as base64 PNG text (what Jupyter stores for an image output)."""
     import base64
     import io
@@ -146,7 +155,7 @@ def _png(fig) -> str:
     return base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
-def _interact(fn, **sliders):
+def _interact(fn: Callable[..., Figure], **sliders: Any) -> interactive:
     """``ipywidgets.interactive`` over ``fn`` (which returns a figure), plus a PNG of the default state.
 
     Frontends that render widgets (JupyterLab, Colab) prefer the widget; the PNG is what GitHub
@@ -177,7 +186,7 @@ def _interact(fn, **sliders):
     return widget
 
 
-def alpha_widget():
+def alpha_widget() -> interactive:
     """Slider over alpha (log scale) for :func:`beta_plot`."""
     import ipywidgets as widgets
 
@@ -185,7 +194,7 @@ def alpha_widget():
                                                              description="alpha", continuous_update=False))
 
 
-def lam_widget(images: torch.Tensor, seed: int = 0, **readout):
+def lam_widget(images: torch.Tensor, seed: int = 0, **readout: Any) -> interactive:
     """Slider over lam for :func:`imix_plot` on ``images`` (N, C, H, W); ``readout``: perm, embed, views, tau."""
     import ipywidgets as widgets
 
@@ -194,7 +203,7 @@ def lam_widget(images: torch.Tensor, seed: int = 0, **readout):
                                              continuous_update=False))
 
 
-def tau_widget():
+def tau_widget() -> interactive:
     """Slider over tau (log scale) for :func:`temperature_plot`."""
     import ipywidgets as widgets
 
@@ -202,7 +211,7 @@ def tau_widget():
                                                                   description="tau", continuous_update=False))
 
 
-def queue_plot(queue_size: int = 4096, momentum: float = 0.999, batch_size: int = 256):
+def queue_plot(queue_size: int = 4096, momentum: float = 0.999, batch_size: int = 256) -> Figure:
     """MoCo's two clocks: keys in a queue of ``queue_size`` were encoded up to K / N steps ago, by a key
     encoder that averages the online weights of the last ~1 / (1 - m) steps (EMA, Eq. 7)."""
     if not 0 <= momentum < 1 or queue_size < 1 or batch_size < 1:
@@ -223,7 +232,7 @@ def queue_plot(queue_size: int = 4096, momentum: float = 0.999, batch_size: int 
     return fig
 
 
-def queue_widget(batch_size: int = 256):
+def queue_widget(batch_size: int = 256) -> interactive:
     """Sliders over the queue size and the EMA momentum for :func:`queue_plot`."""
     import ipywidgets as widgets
 
@@ -234,7 +243,7 @@ def queue_widget(batch_size: int = 256):
                                                   description="momentum m", continuous_update=False))
 
 
-def byol_target_plot(lam: float = 0.6, angle: float = 100.0):
+def byol_target_plot(lam: float = 0.6, angle: float = 100.0) -> Figure:
     """BYOL with a mixed label on the unit circle: targets f_i, f_j at ``angle`` degrees apart, the mixed
     target F v = lam f_i + (1 - lam) f_j (shorter than 1), and the three readings of Eq. 12 as p turns."""
     theta = math.radians(angle)
@@ -261,7 +270,7 @@ def byol_target_plot(lam: float = 0.6, angle: float = 100.0):
     return fig
 
 
-def byol_widget():
+def byol_widget() -> interactive:
     """Sliders over lam and the angle between the two targets for :func:`byol_target_plot`."""
     import ipywidgets as widgets
 

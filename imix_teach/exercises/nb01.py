@@ -5,6 +5,8 @@ supervised training loop and calibration tools the notebook uses are in :mod:`im
 """
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 import torch.nn.functional as F
 
@@ -13,7 +15,8 @@ from . import check_function
 
 
 # ----------------------------------------------------------------------------- the exercise
-def solution_mixup_batch(x: torch.Tensor, y: torch.Tensor, lam, perm: torch.Tensor):
+def solution_mixup_batch(x: torch.Tensor, y: torch.Tensor, lam: float | torch.Tensor,
+                         perm: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """MixUp of a batch (Sec. 3.1): x (N, ...) inputs, y (N, C) one-hot rows, lam a float or (N,).
 
     Returns (lam * x + (1 - lam) * x[perm], lam * y + (1 - lam) * y[perm]).
@@ -45,7 +48,7 @@ def _mixup_cases() -> list[tuple]:
     ]
 
 
-def check_mixup_batch(student) -> bool:
+def check_mixup_batch(student: Callable[..., tuple[torch.Tensor, torch.Tensor]]) -> bool:
     """Compare ``student(x, y, lam, perm) -> (x_mixed, y_mixed)`` with the library's mixup/mix_targets."""
 
     def first(*case):

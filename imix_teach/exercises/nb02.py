@@ -7,6 +7,7 @@ the student's functions with the library's :func:`~imix_teach.losses.npair_loss`
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
@@ -59,7 +60,7 @@ def _npair_cases() -> list[tuple]:
     return cases
 
 
-def check_npair_logits(student) -> bool:
+def check_npair_logits(student: Callable[..., torch.Tensor]) -> bool:
     """``student(anchors, positives, tau) -> (N, N) logits`` vs cosine similarities / tau."""
     cases = [(a, p, tau) for a, p, _, tau in _npair_cases()]
     return check_function("npair_logits", student,
@@ -67,7 +68,7 @@ def check_npair_logits(student) -> bool:
                           atol=1e-4, hint="L2-normalise each row of both views first, then divide by tau.")
 
 
-def check_npair_from_logits(student) -> bool:
+def check_npair_from_logits(student: Callable[..., torch.Tensor]) -> bool:
     """``student(logits, targets) -> loss`` fed the true logits must equal the library's npair_loss."""
 
     def through_logits(anchors, positives, targets, tau):

@@ -96,7 +96,7 @@ MISTAKES = {
 }
 
 
-def check_imix_npair_loss(student) -> bool:
+def check_imix_npair_loss(student: Callable[..., torch.Tensor]) -> bool:
     """``student(f, a, b, lam, perm, tau) -> loss`` vs the library's i-Mix N-pair loss on four cases."""
     return check_with_hints("imix_npair_loss", student, reference_imix_npair_loss, _cases(), MISTAKES, atol=1e-4,
                             hint="Algorithm 1: mix a only; logits = normalize(f(a_mix)) @ normalize(f(b)).T / tau; "

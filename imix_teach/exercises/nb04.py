@@ -11,6 +11,8 @@ notebook to show why its labels cannot be mixed.
 """
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -68,7 +70,7 @@ def _reference_logits(queries, keys, queue, targets, tau):
                       F.normalize(queries, dim=1) @ F.normalize(queue, dim=1).T], dim=1) / tau
 
 
-def check_nk_logits_and_targets(student) -> bool:
+def check_nk_logits_and_targets(student: Callable[..., tuple[torch.Tensor, torch.Tensor]]) -> bool:
     """``student(queries, keys, queue, targets, tau) -> (logits, padded_targets)`` vs the library."""
     cases = _nk_cases()
     try:
@@ -119,7 +121,7 @@ def _library_ema(target: torch.Tensor, online: torch.Tensor, m: float) -> torch.
     return t_mod.weight.detach()
 
 
-def check_ema(student) -> bool:
+def check_ema(student: Callable[..., torch.Tensor]) -> bool:
     """``student(target, online, m) -> new target`` vs the library's ema_update."""
     g = torch.Generator().manual_seed(5)
     target, online = torch.randn(3, 4, generator=g), torch.randn(3, 4, generator=g)

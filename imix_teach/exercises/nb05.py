@@ -9,6 +9,8 @@ notebook).
 """
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 import torch.nn.functional as F
 
@@ -64,7 +66,7 @@ def byol_variants(predictions: torch.Tensor, target_embeddings: torch.Tensor,
     }
 
 
-def check_byol_loss(student) -> bool:
+def check_byol_loss(student: Callable[..., torch.Tensor]) -> bool:
     """``student(predictions, target_embeddings, targets) -> loss`` vs the library's byol_loss."""
     cases = _cases()
     ok = check_function("byol_loss", student, byol_loss, cases, atol=1e-4,

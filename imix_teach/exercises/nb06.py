@@ -10,6 +10,8 @@ properties (it cannot compare values: your random draws need not match the libra
 """
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 
 from ..mixing import mixup
@@ -17,7 +19,7 @@ from . import check_with_hints
 
 
 # ----------------------------------------------------------------------------- exercise 1
-def solution_mix_any(x: torch.Tensor, lam, perm: torch.Tensor) -> torch.Tensor:
+def solution_mix_any(x: torch.Tensor, lam: float | torch.Tensor, perm: torch.Tensor) -> torch.Tensor:
     """lam * x + (1 - lam) * x[perm] for x of any shape (N, ...); lam a float, a 0-d tensor or (N,)."""
     lam = torch.as_tensor(lam, dtype=x.dtype, device=x.device)
     if lam.dim() == 1:  # one lam per sample: (N,) -> (N, 1, ..., 1) so it scales whole samples
@@ -53,7 +55,7 @@ MIX_MISTAKES = {
 }
 
 
-def check_mix_any_domain(student) -> bool:
+def check_mix_any_domain(student: Callable[..., torch.Tensor]) -> bool:
     """``student(x, lam, perm)`` on table rows, spectrograms and images, scalar and per-sample lam."""
     return check_with_hints("mix_any", student, lambda x, lam, perm: mixup(x, lam, perm), _mix_cases(), MIX_MISTAKES,
                             hint="A per-sample lam of shape (N,) must become (N, 1, ..., 1) to scale whole samples: "
@@ -67,7 +69,7 @@ def solution_mask_rows(x: torch.Tensor, p: float, generator: torch.Generator | N
     return x.masked_fill(mask, 0.0)
 
 
-def check_masking_noise(student, p: float = 0.2) -> bool:
+def check_masking_noise(student: Callable[..., torch.Tensor], p: float = 0.2) -> bool:
     """Properties of ``student(x, p, generator)``: shape kept, entries unchanged or 0, about p of
     them zeroed, independent masks per call."""
     g = torch.Generator().manual_seed(7)

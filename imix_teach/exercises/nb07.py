@@ -11,6 +11,8 @@ Exercise 2: InputMix's coefficients (Sec. 3.3). From Dirichlet(1, 1, 1) draws l 
 """
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 import torch.nn.functional as F
 
@@ -50,7 +52,7 @@ PRETEXT_MISTAKES = {
 }
 
 
-def check_pretext_accuracy(student) -> bool:
+def check_pretext_accuracy(student: Callable[..., float]) -> bool:
     """``student(first, second) -> float`` on identical, noisy and very noisy second views."""
     return check_with_hints("pretext_accuracy", student, instance_accuracy, _pretext_cases(), PRETEXT_MISTAKES,
                             atol=1e-6)
@@ -80,7 +82,7 @@ COEFFICIENT_MISTAKES = {
 }
 
 
-def check_inputmix_coefficients(student) -> bool:
+def check_inputmix_coefficients(student: Callable[..., torch.Tensor]) -> bool:
     """``student(l) -> (N, 3)`` coefficients; rows sum to 1 and the first is >= 0.5."""
     return check_with_hints("inputmix_coefficients", student, solution_inputmix_coefficients, _dirichlet_cases(),
                             COEFFICIENT_MISTAKES, atol=1e-6)

@@ -8,6 +8,7 @@ seeds of i-Mix minus mean over seeds of the baseline, in percentage points.
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Callable
 
 import torch
 
@@ -40,7 +41,7 @@ def _rows() -> list[dict]:
     return rows
 
 
-def check_gain_per_value(student, metric: str = "knn") -> bool:
+def check_gain_per_value(student: Callable[..., dict], metric: str = "knn") -> bool:
     """``student(rows, metric) -> {value: gain}``: same keys and values (percentage points) as the reference."""
     rows = _rows()
     name = "gain_per_value"

@@ -10,6 +10,8 @@ compares with :func:`imix_teach.analysis.frechet_distance`.
 """
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import torch
 
@@ -25,7 +27,7 @@ def solution_supervised_targets(labels: torch.Tensor) -> torch.Tensor:
     return same / same.sum(dim=1, keepdim=True)
 
 
-def check_supervised_targets(student) -> bool:
+def check_supervised_targets(student: Callable[..., torch.Tensor]) -> bool:
     """``student(labels) -> (N, N)`` on a few label vectors (all distinct, all equal, mixed)."""
     g = torch.Generator().manual_seed(11)
     cases = [(torch.arange(5),), (torch.zeros(4, dtype=torch.long),), (torch.randint(0, 3, (12,), generator=g),)]
@@ -90,7 +92,7 @@ FRECHET_MISTAKES = {
 }
 
 
-def check_frechet_distance(student) -> bool:
+def check_frechet_distance(student: Callable[..., float]) -> bool:
     """``student(a, b) -> float`` on identical, shifted and differently shaped Gaussian samples."""
     return check_with_hints("frechet_distance", student, frechet_distance, _frechet_cases(), FRECHET_MISTAKES,
                             atol=1e-3)
