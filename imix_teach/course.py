@@ -14,11 +14,10 @@ from typing import Any
 
 import torch
 
-from .config import pick, pick_device, quick_mode, seed_everything
+from .config import _TRUE, pick, pick_device, quick_mode, seed_everything
 from .data import DATASETS, DomainData, MaskingNoise, TabularTransform, load
 from .models import cifar_resnet
 
-_TRUE = {"1", "true", "yes", "on"}
 
 # The first code cell of every notebook (scripts/sync_notebooks.py fills in {repository} from
 # pyproject.toml's [project.urls]). It must run before imix_teach exists, so it cannot import it.
@@ -94,7 +93,9 @@ def digits_table(split: str = "train") -> DomainData:
     """
     first = load("digits", "train", image_size=8)
     pixels = first.inputs.flatten(1).float()
-    mean, std = pixels.mean(0), pixels.std(0).clamp_min(1e-3)  # border pixels are constant: keep them 0
+    # Pixels are 0-255 in steps of about 16 (17 grey levels): a std floor of one level keeps border pixels that are
+    # (almost) always 0 in training from blowing up.
+    mean, std = pixels.mean(0), pixels.std(0).clamp_min(16.0)
     part = first if split == "train" else load("digits", split, image_size=8)
     rows = (part.inputs.flatten(1).float() - mean) / std
     return DomainData("digits-table", "tabular", split, rows, part.labels, part.classes, (rows.shape[1],),
@@ -150,9 +151,12 @@ def load_or_fallback(
                 reason = err2
             else:
                 return data[0] if isinstance(split, str) else tuple(data)
-        why = ("downloads are off: IMIX_OFFLINE is set" if _offline() else
-               f"its download (about {size} MB) is larger than this notebook's limit of {max_download_mb:g} MB"
-               if not allowed else "the download failed")
+        if _offline():
+            why = "downloads are off: IMIX_OFFLINE is set"
+        elif not allowed:
+            why = f"its download (about {size} MB) is larger than this notebook's limit of {max_download_mb:g} MB"
+        else:
+            why = "the download failed"
         instead = f"so the cells below use {fallback} instead" if fallback else "so the cells below skip it"
         banner(f"FALLBACK DATA: {name} is not available here ({why}),",
                f"{instead}. Their outputs will differ from the text, which describes runs on {name}.",
