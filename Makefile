@@ -1,6 +1,6 @@
 # The commands a new user needs; lab, demo and test create .venv and install on first use.
 #   make lab    open the course in JupyterLab (extra Jupyter flags: make lab ARGS="--port 8899")
-#   make demo   a 2-minute headless i-Mix vs. baseline run on scikit-learn's digits
+#   make demo   a 2-4 minute headless i-Mix vs. baseline run on scikit-learn's digits (one CPU thread)
 #   make test   the whole test suite, notebooks included (nbval, quick mode)
 #   make bundle dist/imix-teach.zip: the wheel beside the notebooks, for Colab or a machine without this repository
 PYTHON ?= python3

@@ -22,8 +22,8 @@ def quick_mode() -> bool:
     return os.environ.get("IMIX_QUICK", "").strip().lower() in _TRUE
 
 
-def pick(full: T, quick: T) -> T:
-    """Return ``quick`` in quick mode, else ``full``: ``epochs = pick(30, 2)``."""
+def full_or_quick(full: T, quick: T) -> T:
+    """Return ``quick`` in quick mode, else ``full``: ``epochs = full_or_quick(30, 2)``."""
     return quick if quick_mode() else full
 
 

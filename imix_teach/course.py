@@ -14,7 +14,7 @@ from typing import Any
 
 import torch
 
-from .config import _TRUE, pick, pick_device, quick_mode, seed_everything
+from .config import _TRUE, full_or_quick, pick_device, quick_mode, seed_everything
 from .data import DATASETS, DomainData, MaskingNoise, TabularTransform, load
 from .models import cifar_resnet
 
@@ -213,6 +213,6 @@ def cifar_protocol(method: str = "npair", paper_scale: bool = False, **cpu_chang
         heads: dict[str, Any] = dict(proj_hidden=2048, proj_dim=128)
         heads.update({"moco": dict(queue_size=4096, momentum=0.999), "byol": dict(momentum=0.999)}.get(method, {}))
         return Protocol(True, 1.0, 0.2, None, None, 32, 1000, 256, [0], heads, 100)
-    protocol = Protocol(False, 1.0, 0.2, pick(100, 20), pick(200, 20), 16, pick(100, 2), pick(128, 64),
-                        pick([0, 1, 2], [0]), {}, pick(100, 20))
+    protocol = Protocol(False, 1.0, 0.2, full_or_quick(100, 20), full_or_quick(200, 20), 16, full_or_quick(100, 2), full_or_quick(128, 64),
+                        full_or_quick([0, 1, 2], [0]), {}, full_or_quick(100, 20))
     return replace(protocol, **cpu_changes)

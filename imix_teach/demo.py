@@ -18,7 +18,7 @@ from pathlib import Path
 
 import torch
 
-from .config import pick
+from .config import full_or_quick
 from .data import load
 from .evaluate import evaluate_encoder
 from .experiment import RunResult, run, small_encoder
@@ -73,7 +73,7 @@ def main(argv: list[str] | None = None) -> list[RunResult]:
     """Run the demo with command-line arguments ``argv`` (default: ``sys.argv[1:]``); returns one RunResult
     per method and variant (plain, i-Mix), in the order printed."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--epochs", type=int, default=pick(15, 3))
+    parser.add_argument("--epochs", type=int, default=full_or_quick(15, 3))
     parser.add_argument("--methods", default="npair,moco,byol")
     parser.add_argument("--alpha", type=float, default=1.0)
     parser.add_argument("--seed", type=int, default=0)

@@ -150,7 +150,7 @@ class Source:
             f"{self.name}: {what} not found at {Path(path).absolute()} "
             f"(data root {self.root.absolute()}, taken from {self.root_from}; {self.download_reason}). "
             f"Either pass download=True to fetch it, or point IMIX_DATA at a copy that has it, "
-            f"e.g. `export IMIX_DATA=../shared/data` (or pass root=...).{(' ' + extra) if extra else ''}"
+            f"e.g. `export IMIX_DATA=/path/to/data` (or pass root=...).{(' ' + extra) if extra else ''}"
         )
 
     def download_failed(self, what: str, path: Path, err: BaseException) -> FileNotFoundError:
@@ -158,7 +158,7 @@ class Source:
         return FileNotFoundError(
             f"{self.name}: {what} not found at {Path(path).absolute()} and downloading it failed "
             f"({type(err).__name__}: {err}). Point IMIX_DATA at an offline copy "
-            f"(e.g. `export IMIX_DATA=../shared/data`) or retry download=True with internet access."
+            f"(e.g. `export IMIX_DATA=/path/to/data`) or retry download=True with internet access."
         )
 
 
