@@ -42,17 +42,6 @@ def pair(
         )
 
 
-def _contrast_targets(name: str, targets: torch.Tensor | None, n: int, m: int) -> None:
-    """targets (N, M) probability rows; None means eye(N), which needs M == N."""
-    if targets is not None:
-        _checks.simplex_rows("targets", targets, (n, m))
-    elif m != n:
-        raise ValueError(
-            f"targets=None means the identity, which needs as many {name} as anchors ({n}), got {m}; "
-            f"pass targets of shape ({n}, {m}), e.g. imix_teach.distributed.local_targets(None, {n})"
-        )
-
-
 def contrast_targets(name: str, targets: torch.Tensor | None, n: int, m: int) -> None:
     """targets (N, M) probability rows; None means eye(N), which needs M == N."""
     if targets is not None:
