@@ -7,6 +7,7 @@ locks. About 30 s on 2 cores.
 from __future__ import annotations
 
 import json
+import gzip
 import os
 import random
 import signal
@@ -255,7 +256,7 @@ def test_a_cut_or_damaged_download_is_never_promoted(tmp_path, server, name, mak
     assert list(tmp_path.iterdir()) == []
     server.files["/" + name] = body
     assert fetch(src, f"{server.url}/{name}", dest, name, size=len(body)).read_bytes() == body
-    assert [p.name for p in tmp_path.iterdir()] == [name]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [name, name + ".sha256"]
 
 
 def test_size_and_checksum_mismatches_are_named(tmp_path, server):
@@ -267,7 +268,7 @@ def test_size_and_checksum_mismatches_are_named(tmp_path, server):
     server.files["/a.gz"] = body
     with pytest.raises(FileNotFoundError, match="expected 9"):
         fetch(src, f"{server.url}/a.gz", tmp_path / "a.gz", "a.gz", size=9)
-    with pytest.raises(FileNotFoundError, match="sha256 is not the published"):
+    with pytest.raises(FileNotFoundError, match="sha256 is not the expected"):
         fetch(src, f"{server.url}/a.gz", tmp_path / "a.gz", "a.gz", sha256="0" * 64)
     good = hashlib.sha256(body).hexdigest()
     assert fetch(src, f"{server.url}/a.gz", tmp_path / "a.gz", "a.gz", sha256=good).is_file()
@@ -286,6 +287,24 @@ def test_ctrl_c_during_a_download_leaves_nothing_that_looks_complete(tmp_path, m
     with pytest.raises(KeyboardInterrupt):
         fetch(make_source("demo", tmp_path, True), "http://example.invalid/a.gz", tmp_path / "a.gz", "a.gz")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_downloaded_covtype_file_changed_afterwards_is_not_loaded(tmp_path, monkeypatch):
+    import torchvision.datasets.utils as tv
+
+    from imix_teach.data import load
+
+    def download(url, root, filename, md5=None):
+        Path(root, filename).write_bytes(gzip.compress(b"".join(
+            b",".join([b"1"] * 54 + [str(i % 7 + 1).encode()]) + b"\n" for i in range(16_000)), mtime=0))
+
+    monkeypatch.setattr(tv, "download_url", download)
+    first = load("covtype", root=tmp_path, download=True, per_class=5)  # downloaded, checked, digest kept
+    path = tmp_path / "covtype" / "covtype.data.gz"
+    assert (tmp_path / "covtype" / "covtype.data.gz.sha256").exists() and len(first) > 0
+    path.write_bytes(gzip.compress(gzip.decompress(path.read_bytes()).replace(b"1,1,", b"9,9,", 1), mtime=0))
+    with pytest.raises(ValueError, match=r"covtype\.data\.gz cannot be used: its sha256 is not the expected"):
+        load("covtype", root=tmp_path, download=False, per_class=5)
 
 
 @pytest.mark.parametrize("content", [b"", b"\x1f\x8b\x08\x00 cut", b"not gzip at all\n"])
@@ -309,4 +328,4 @@ def test_two_downloads_of_one_file_at_once_do_not_collide(tmp_path, server):
     with ThreadPoolExecutor(2) as pool:
         done = list(pool.map(lambda _: fetch(src, f"{server.url}/a.tar.gz", dest, "a.tar.gz"), range(2)))
     assert done == [dest, dest] and dest.read_bytes() == body
-    assert [p.name for p in tmp_path.iterdir()] == ["a.tar.gz"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.tar.gz", "a.tar.gz.sha256"]

@@ -29,6 +29,7 @@ import torch
 from torch import Tensor
 
 from ..config import data_root
+from ..files import atomic_write
 
 Augmenter = Callable[[Tensor, Optional[torch.Generator]], Tensor]
 Transformer = Callable[[Tensor], Tensor]
@@ -307,7 +308,15 @@ def fetch(src: Source, url: str, dest: Path, what: str, md5: str | None = None, 
             raise src.download_failed(what, dest, err) from err
         raise
     os.replace(part, dest)
+    # Publishers of these files give no checksum; the digest of the checked download, kept beside
+    # it, lets every later load notice a file changed or damaged since (see verify_file).
+    atomic_write(digest_record(dest), f"{_digest(dest, 'sha256')}  {dest.name}\n")
     return dest
+
+
+def digest_record(path: Path) -> Path:
+    """Where :func:`fetch` keeps the sha256 of a file it downloaded and checked: ``<file>.sha256``."""
+    return path.with_name(path.name + ".sha256")
 
 
 def verify_file(path: Path, **checks: Any) -> Path:
@@ -315,8 +324,12 @@ def verify_file(path: Path, **checks: Any) -> Path:
 
     Loaders call it with ``full_read=False`` on files already in place (their reader meets any
     damage inside and names the file too): an empty file then names itself instead of parsing as
-    a dataset with no rows.
+    a dataset with no rows. A file that :func:`fetch` downloaded is also checked against the digest
+    recorded then, so a file changed since (tampered with, or damaged on disk) is not loaded.
     """
+    record = digest_record(path)
+    if record.exists() and "sha256" not in checks:
+        checks["sha256"] = record.read_text().split()[0]
     problem = file_problem(path, **checks)
     if problem is not None:
         raise ValueError(f"{path} cannot be used: {problem}. It is probably cut or damaged: delete it and "
@@ -339,7 +352,7 @@ def file_problem(path: Path, *, size: int | None = None, md5: str | None = None,
         return f"it has {actual:,} bytes, expected {size:,}"
     for name, want in (("md5", md5), ("sha256", sha256)):
         if want is not None and _digest(path, name) != want.lower():
-            return f"its {name} is not the published {want}"
+            return f"its {name} is not the expected {want} (published, or recorded at download)"
     if full_read:
         try:
             _read_archive(path, (kind or path.name).lower())
