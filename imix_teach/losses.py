@@ -31,12 +31,13 @@ def soft_cross_entropy(logits: torch.Tensor, targets: torch.Tensor, *, check: bo
 def unit(x: torch.Tensor) -> torch.Tensor:
     """Rows of x (N, D) scaled to unit L2 norm, without overflow or underflow.
 
-    Dividing by the row's largest |entry| first keeps the squares in range (1e20 or fp16 300
-    would overflow to inf and give 0 vectors; 1e-30 would fall under F.normalize's eps). A zero
-    row stays zero.
+    A row whose squared norm would overflow (1e20 in float32, or 300 in fp16) or fall under
+    F.normalize's eps (1e-30) is divided by its largest |entry| first; every other row is exactly
+    ``F.normalize``'s, so ordinary training is unchanged bit for bit. A zero row stays zero.
     """
-    scale = x.detach().abs().amax(dim=1, keepdim=True).clamp_min(torch.finfo(x.dtype).tiny)
-    return F.normalize(x / scale, dim=1)
+    scale = x.detach().abs().amax(dim=1, keepdim=True)
+    extreme = (scale > torch.finfo(x.dtype).max ** 0.5 / x.shape[1] ** 0.5) | (scale < 1e-6)
+    return F.normalize(torch.where(extreme, x / scale.clamp_min(torch.finfo(x.dtype).tiny), x), dim=1)
 
 
 def _over_tau(cosines: torch.Tensor, tau: float) -> torch.Tensor:
