@@ -22,6 +22,11 @@ def quick_mode() -> bool:
     return os.environ.get("IMIX_QUICK", "").strip().lower() in _TRUE
 
 
+def offline_mode() -> bool:
+    """True when ``IMIX_OFFLINE`` is set to 1/true/yes/on: loaders never download, notebooks fall back."""
+    return os.environ.get("IMIX_OFFLINE", "").strip().lower() in _TRUE
+
+
 def full_or_quick(full: T, quick: T) -> T:
     """Return ``quick`` in quick mode, else ``full``: ``epochs = full_or_quick(30, 2)``."""
     return quick if quick_mode() else full

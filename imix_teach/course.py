@@ -14,7 +14,7 @@ from typing import Any
 
 import torch
 
-from .config import _TRUE, full_or_quick, pick_device, quick_mode, seed_everything
+from .config import full_or_quick, offline_mode, pick_device, quick_mode, seed_everything
 from .data import DATASETS, DomainData, MaskingNoise, TabularTransform, load
 from .models import cifar_resnet
 
@@ -64,7 +64,7 @@ def setup(seed: int = 0, device: str | torch.device | None = None) -> torch.devi
         import matplotlib.pyplot as plt
 
         plt.rcParams.update({"figure.dpi": 90, "savefig.dpi": 90, "figure.figsize": (6.4, 3.6)})
-    cache = "per-user cache, downloads off (IMIX_OFFLINE)" if _offline() else "per-user cache (downloads on first use)"
+    cache = "per-user cache, downloads off (IMIX_OFFLINE)" if offline_mode() else "per-user cache (downloads on first use)"
     data = "$IMIX_DATA" if os.environ.get("IMIX_DATA") else cache
     mode = "QUICK (IMIX_QUICK=1: smallest honest run)" if quick_mode() else "full"
     print(f"imix-teach | torch {torch.__version__.split('+')[0]} | device: {dev.type} | mode: {mode} | data: {data}")
@@ -79,10 +79,6 @@ def setup(seed: int = 0, device: str | torch.device | None = None) -> torch.devi
 # ImageNet is never downloaded (its licence needs a manual download): its size only keeps notebooks from trying.
 DOWNLOAD_MB = {"cifar10": 170, "cifar100": 170, "speechcommands": 1400, "fsdd": 20, "covtype": 11, "higgs": 2600,
                "imagenet": 150_000, "imagenet100": 15_000}
-
-
-def _offline() -> bool:
-    return os.environ.get("IMIX_OFFLINE", "").strip().lower() in _TRUE
 
 
 def digits_table(split: str = "train") -> DomainData:
@@ -142,7 +138,7 @@ def load_or_fallback(
         data = _load_all(name, splits, False, options, per_split)
     except FileNotFoundError as err:
         reason = err
-        allowed = not _offline() and size is not None and size <= max_download_mb
+        allowed = not offline_mode() and size is not None and size <= max_download_mb
         if allowed:
             print(f"{name} is not on disk: downloading it once (about {size} MB) into the data folder...")
             try:
@@ -151,7 +147,7 @@ def load_or_fallback(
                 reason = err2
             else:
                 return data[0] if isinstance(split, str) else tuple(data)
-        if _offline():
+        if offline_mode():
             why = "downloads are off: IMIX_OFFLINE is set"
         elif not allowed:
             why = f"its download (about {size} MB) is larger than this notebook's limit of {max_download_mb:g} MB"

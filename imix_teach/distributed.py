@@ -75,11 +75,7 @@ def gather(x: torch.Tensor) -> torch.Tensor:
     """
     if not is_initialized() or dist.get_world_size() == 1:
         return x
-    if not x.requires_grad:
-        parts = [torch.empty_like(x) for _ in range(dist.get_world_size())]
-        dist.all_gather(parts, x.contiguous())
-        return torch.cat(parts)
-    return _Gather.apply(x)
+    return _Gather.apply(x)  # without gradients (keys, labels) it is a plain all_gather
 
 
 class _AllReduceSum(torch.autograd.Function):

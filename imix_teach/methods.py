@@ -12,6 +12,7 @@ forward pass, Appendix A.1). Where the authors' code differs we say so in the cl
 from __future__ import annotations
 
 import copy
+from abc import ABCMeta, abstractmethod
 from typing import Any
 
 import torch
@@ -182,7 +183,7 @@ class SimCLR(ContrastiveMethod):
                                   offset=offset, check=False)
 
 
-class MomentumMethod(ContrastiveMethod):
+class MomentumMethod(ContrastiveMethod, metaclass=ABCMeta):
     """Methods with an EMA twin of their online networks (MoCo's key encoder, BYOL's target).
 
     Subclasses list (online, twin) module pairs in :meth:`momentum_pairs` (solo-learn's pattern);
@@ -197,9 +198,9 @@ class MomentumMethod(ContrastiveMethod):
             raise ValueError(f"momentum must lie in [0, 1], got {momentum}")
         self.momentum = momentum
 
+    @abstractmethod
     def momentum_pairs(self) -> list[tuple[nn.Module, nn.Module]]:
         """(online, EMA twin) pairs; the twins get no gradients."""
-        raise NotImplementedError
 
     def after_step(self) -> None:
         """Each EMA twin moves towards its online module (Eq. 7)."""

@@ -144,19 +144,20 @@ def mix_targets(
 
 
 def cutmix(
-    x: torch.Tensor, lam: Lam, perm: torch.Tensor, *, generator: torch.Generator | None = None
+    x: torch.Tensor, lam: Lam, perm: torch.Tensor, *, generator: torch.Generator | None = None, check: bool = True
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """CutMix (i-CutMix): paste a box of area ~(1 - lam) from ``x[perm]`` into ``x``.
 
     x: (N, C, H, W). The box centre is uniform over the image and clipped at the border, so the
     true share of ``x`` is recomputed from the clipped box: returns (mixed x, lam_used) with
     lam_used shaped like ``lam`` (one box per batch for a scalar lam, one per sample for (N,)).
+    check: validate lam and perm values (a GPU sync; :func:`imix` passes False, its own draws are valid).
     """
     _checks.tensor("x", x)
     if x.dim() != 4:
         raise ValueError(f"x must be (N, C, H, W) for cutmix, got shape {tuple(x.shape)}")
     n, _, h, w = x.shape
-    lam_t = _check_lam_perm(lam, perm, n).to(x.device)
+    lam_t = (_check_lam_perm(lam, perm, n) if check else torch.as_tensor(lam, dtype=torch.float32)).to(x.device)
     per_sample = lam_t.dim() == 1
     k = n if per_sample else 1
     cut = torch.sqrt(1.0 - lam_t).expand(k)
@@ -230,7 +231,7 @@ class Mixed(NamedTuple):
         is recomputed, so the lam that goes with it may differ from ``self.lam``.
         """
         if self.mode == "cutmix":
-            return cutmix(x, self.lam, self.perm, generator=generator)
+            return cutmix(x, self.lam, self.perm, generator=generator, check=False)
         return mixup(x, self.lam, self.perm, check=False), self.lam
 
 
@@ -276,7 +277,7 @@ def imix(
     if targets is None:
         targets = torch.eye(n, device=x.device)
     if mode == "cutmix":
-        mixed, lam = cutmix(x, lam, perm, generator=generator)
+        mixed, lam = cutmix(x, lam, perm, generator=generator, check=False)
     else:
         mixed = mixup(x, lam, perm, check=False)
     lam = lam.to(x.device)

@@ -28,12 +28,11 @@ from typing import Any, Callable, Optional
 import torch
 from torch import Tensor
 
-from ..config import data_root
+from ..config import data_root, offline_mode
 from ..files import atomic_write
 
 Augmenter = Callable[[Tensor, Optional[torch.Generator]], Tensor]
 Transformer = Callable[[Tensor], Tensor]
-_TRUE = {"1", "true", "yes", "on"}
 
 
 @dataclass(repr=False)
@@ -163,10 +162,6 @@ class Source:
         )
 
 
-def _offline_env() -> bool:
-    return os.environ.get("IMIX_OFFLINE", "").strip().lower() in _TRUE
-
-
 def make_source(name: str, root: str | os.PathLike | None, download: bool | None) -> Source:
     """Resolve the root (argument > $IMIX_DATA > per-user cache) and the download policy.
 
@@ -179,7 +174,7 @@ def make_source(name: str, root: str | os.PathLike | None, download: bool | None
     else:
         root_from = "the default cache (neither root= nor $IMIX_DATA given)"
     if download is None:
-        allowed = not _offline_env()
+        allowed = not offline_mode()
         reason = "download off because IMIX_OFFLINE is set" if not allowed else "download allowed"
     else:
         allowed = bool(download)
@@ -373,8 +368,8 @@ def _read_archive(path: Path, kind: str) -> None:
     """Read an archive to its end: gzip checks its CRC-32 and length there, tar and zip their members."""
     if kind.endswith((".gz", ".tgz")):
         with gzip.open(path, "rb") as fh:
-            while fh.read(1 << 20):
-                pass
+            while fh.read(1 << 20):  # reading to the end is the check: gzip verifies CRC-32 and length there
+                continue
     if kind.endswith((".tar", ".tar.gz", ".tgz")):
         with tarfile.open(path) as tar:
             tar.getmembers()
