@@ -18,6 +18,7 @@ from torch.distributed.elastic.multiprocessing.errors import record
 
 from . import demo, pretrain_command
 from . import reproduce as rp
+from .reproduce import regime
 from .checkpoint import CheckpointError
 
 
@@ -31,6 +32,11 @@ def _positive_int(text: str) -> int:
     return value
 
 
+PRESET_NAMES = sorted([*rp.PRESETS, "regime"])
+# The regime grid's protocol is fixed: of reproduce's options it takes only these.
+REGIME_OPTIONS = ("out", "root", "device", "threads", "max_runs", "quick", "estimate_steps", "no_progress")
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="imix-teach", description="i-Mix course and library: command-line tools.")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
@@ -39,7 +45,8 @@ def _parser() -> argparse.ArgumentParser:
         "reproduce", help="pretrain each method with and without i-Mix, evaluate, write table + figure",
         description=rp.__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("--preset", default="cpu", help=f"one of {sorted(rp.PRESETS)} (default cpu)")
+    p.add_argument("--preset", default="cpu", help=f"one of {PRESET_NAMES} (default cpu); regime: the fixed grid "
+                                                   "of the paper's regime (results/regime/protocol.json)")
     p.add_argument("--domain", default="all", help="image, speech, tabular or all; a comma list is fine (default all)")
     p.add_argument("--methods", default=",".join(rp.DEFAULT_METHODS),
                    help=f"comma list from {', '.join(rp.METHOD_CHOICES)} (default npair,moco,byol)")
@@ -98,14 +105,16 @@ def _dispatch(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     if args.command == "demo":
         demo.main(args.args)
         return 0
-    if args.preset not in rp.PRESETS:
-        parser.error(f"argument --preset: unknown preset {args.preset!r}; choose from {', '.join(sorted(rp.PRESETS))}")
+    if args.preset not in PRESET_NAMES:
+        parser.error(f"argument --preset: unknown preset {args.preset!r}; choose from {', '.join(PRESET_NAMES)}")
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
+    if args.preset == "regime":
+        return _regime(parser, args)
     domains = _split(parser, "--domain", args.domain, rp.DOMAINS, allow_all=True)
     methods = _split(parser, "--methods", args.methods, rp.METHOD_CHOICES)
     if args.quick and args.preset != "cpu":
-        parser.error("argument --quick: only the cpu preset has a quick version")
-    if args.threads is not None:
-        torch.set_num_threads(args.threads)
+        parser.error("argument --quick: only the cpu and regime presets have a quick version")
     preset = rp.get_preset(args.preset, quick=True if args.quick else None)
     overrides = dict(epochs=args.epochs, batch_size=args.batch_size, per_class=args.per_class)
     if args.datasets is not None:
@@ -125,6 +134,27 @@ def _dispatch(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     print(f"{len(records)}/{expected} runs in {out / 'runs.json'}; this call took {time.perf_counter() - tic:.0f} s; "
           f"table {out / 'results.md'}, figure {out / 'results.png'}")
     return 0 if len(records) == expected else 3
+
+
+def _regime(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
+    """``reproduce --preset regime``: estimate, run what is left of the fixed grid, write its report."""
+    defaults = parser.parse_args(["reproduce"])
+    changed = [k for k, v in vars(args).items() if k not in (*REGIME_OPTIONS, "command", "preset")
+               and v != getattr(defaults, k)]
+    if changed:
+        parser.error(f"argument --{changed[0].replace('_', '-')}: the regime preset runs a fixed protocol (its "
+                     f"protocol.json); it takes only {', '.join('--' + o.replace('_', '-') for o in REGIME_OPTIONS)}")
+    out = Path(args.out) if args.out else Path("results") / ("regime-quick" if args.quick else "regime")
+    tic = time.perf_counter()
+    records = regime.reproduce_regime(out, quick=args.quick, root=args.root, device=args.device,
+                                      max_runs=args.max_runs, progress=not args.no_progress,
+                                      estimate_only=args.estimate_steps is not None)
+    expected = len(regime.plan(regime.protocol(args.quick)))
+    if args.estimate_steps is None and records:
+        print((out / "table.md").read_text())
+    print(f"{len(records)}/{expected} runs in {out / 'runs.json'}; this call took {time.perf_counter() - tic:.0f} s; "
+          f"table {out / 'table.md'}, summary {out / 'summary.csv'}")
+    return 0 if len(records) == expected or args.estimate_steps is not None else 3
 
 
 if __name__ == "__main__":
