@@ -46,7 +46,7 @@ def protocol(quick: bool = False) -> dict[str, Any]:
     """
     if quick:
         sizes = dict(image_size=8, test_per_class=10, width=8, probe_epochs=5, batch_size=16)
-        epoch_cells, data_cells, seeds = [(8, 1), (8, 2)], [(4, 5), (8, 2)], [0, 1, 2]
+        epoch_cells, data_cells, seeds = [(8, 1), (8, 2)], [(4, 5), (8, 2)], [0, 1]
     else:
         sizes = dict(image_size=16, test_per_class=None, width=32, probe_epochs=100, batch_size=128)
         # Epoch sweep at 100 images per class; data sweep at about 700 steps (100 epochs of that set).

@@ -204,7 +204,7 @@ def plot_regime(rows: Sequence[dict[str, Any]], sweep: str, p: dict[str, Any]) -
                           fontsize=8)
             if j == 0:
                 ax.set_ylabel(f"test top-1 % ({PROBE_NAMES[probe]})", fontsize=8)
-            if i == 0 and j == 0:
+            if i == 0 and j == 0 and ax.get_legend_handles_labels()[0]:
                 ax.legend(fontsize=7)
     fig.suptitle(("Fig. 1 analogue: training length" if sweep == "epochs" else "Fig. 2 analogue: pretext data size")
                  + "; CIFAR-10 16 px, small ConvNet, mean ± std over seeds", fontsize=10)
