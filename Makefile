@@ -3,6 +3,7 @@
 #   make demo   a 2-4 minute headless i-Mix vs. baseline run on scikit-learn's digits (one CPU thread)
 #   make test   the whole test suite, notebooks included (nbval, quick mode)
 #   make bundle dist/imix-teach.zip: the wheel beside the notebooks, for Colab or a machine without this repository
+#   make site   the course website in site/, from the committed notebooks (runs none); python3 -m http.server -d site
 PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
@@ -50,6 +51,17 @@ bundle:
 	cp notebooks/*.ipynb dist/imix-teach/
 	$(PYTHON) -m zipfile -c dist/imix-teach.zip dist/imix-teach
 	@echo "Built dist/imix-teach.zip: $$(ls dist/imix-teach/*.whl | xargs -n1 basename) and $$(ls dist/imix-teach/*.ipynb | wc -l) notebooks."
+
+# The course website: MkDocs (Material theme) + mkdocs-jupyter, hooks in scripts/site/ (see docs/development.md).
+# NO_MKDOCS_2_WARNING: Material prints a banner about its end of life (May 2027) on every build.
+.PHONY: site
+site: $(VENV)/.docs-installed
+	@start=$$(date +%s); NO_MKDOCS_2_WARNING=1 $(PY) -m mkdocs build --quiet && \
+	echo "Built site/ in $$(( $$(date +%s) - start )) s: python3 -m http.server -d site, then open http://127.0.0.1:8000"
+
+$(VENV)/.docs-installed: $(VENV)/.installed
+	$(PY) -m pip install -c constraints.txt -e ".[docs]"
+	touch $@
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis demo_out dist build

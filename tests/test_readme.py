@@ -1,4 +1,4 @@
-"""What the README claims about results, notebooks and widgets equals what the repository holds."""
+"""What the README and the docs pages claim about results, notebooks and widgets equals what the repository holds."""
 import json
 import re
 from pathlib import Path
@@ -7,6 +7,8 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 README = (ROOT / "README.md").read_text(encoding="utf-8")
+RESULTS = (ROOT / "docs" / "results.md").read_text(encoding="utf-8")  # the results the README used to hold
+LANDING = (ROOT / "docs" / "index.md").read_text(encoding="utf-8")  # the site's landing page: what each notebook holds
 NOTEBOOKS = {p.name[:2]: p for p in sorted((ROOT / "notebooks").glob("*.ipynb"))}
 
 
@@ -33,7 +35,7 @@ def _outputs(path: Path) -> tuple[str, str]:
 
 
 def test_committed_cpu_table_equals_results_md():
-    readme = _table(README, "Committed result (")
+    readme = _table(RESULTS, "Committed result (")
     committed = _table((ROOT / "results/cpu/results.md").read_text(encoding="utf-8"), "| dataset |")
     assert readme and len(readme) == len(committed)
     for ours, theirs in zip(readme, committed):
@@ -44,12 +46,12 @@ def test_step_benchmark_table_equals_its_json():
     rows = json.loads((ROOT / "results/benchmarks/step_benchmark_cpu.json").read_text())["rows"]
     expected = [{"method": r["method"], "step time": f"{r['step_time_ratio']:.2f}", "peak memory": f"{r['mem_ratio']:.2f}"}
                 for r in rows if r["imix"] and r["device"] == "cpu"]
-    assert _table(README, "### What i-Mix costs") == expected
+    assert _table(RESULTS, "## What i-Mix costs") == expected
 
 
-@pytest.mark.parametrize("row", _table(README, "### What the notebooks' full-mode runs show"), ids=lambda r: r["notebook"])
+@pytest.mark.parametrize("row", _table(RESULTS, "## What the notebooks' full-mode runs show"), ids=lambda r: r["notebook"])
 def test_notebook_results_table_matches_the_committed_outputs(row):
-    """Each number in the README's row is, at the README's precision, a number the notebook printed."""
+    """Each number in the results page's row is, at the page's precision, a number the notebook printed."""
     printed, _ = _outputs(NOTEBOOKS[row["notebook"]])
     numbers = re.findall(r"\d+\.\d+", printed)
     for claim in re.findall(r"\d+\.\d+", row[next(k for k in row if k.startswith("baseline"))]):
@@ -67,14 +69,14 @@ def test_widget_claim_names_exactly_the_notebooks_with_each_widget():
     claim = re.search(r"widgets that also run headless on ipywidgets 7.7 or 8 \(alpha in ([\d/]+), tau in (\d+), "
                       r"lam with live loss and similarity readouts in ([\d and]+), queue size and momentum in (\d+), "
                       r"BYOL's mixed target in (\d+), masking noise in (\d+), the ablation browser in (\d+), "
-                      r"the playground in (\d+);", " ".join(README.split()))
-    assert claim, "README's sentence on widgets changed: update this test with it"
+                      r"the playground in (\d+);", " ".join(LANDING.split()))
+    assert claim, "docs/index.md's sentence on widgets changed: update this test with it"
     alpha, tau, lam, queue, byol, masking, ablation, playground = claim.groups()
     expected = {"alpha_widget(": alpha.split("/"), "tau_widget(": [tau], "lam_widget(": lam.split(" and "),
                 "queue_widget(": [queue], "byol_widget(": [byol], "playground(": [playground]}
     for call, listed in expected.items():
         using = [n for n, p in NOTEBOOKS.items() if call in _outputs(p)[1]]
-        assert using == listed, f"{call} is used in {using}, the README says {listed}"
+        assert using == listed, f"{call} is used in {using}, docs/index.md says {listed}"
     for number in (masking, ablation):  # hand-built ipywidgets.interactive demos
         assert "widgets.interactive(" in _outputs(NOTEBOOKS[number])[1], f"notebook {number} has no widget"
 
