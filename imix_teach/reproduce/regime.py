@@ -310,3 +310,41 @@ def reproduce_regime(out: str | os.PathLike = "results/regime", *, quick: bool =
         if records:
             write_report(out, records, p, len(runs))
     return records
+
+
+def live_cell(augmentation: str, per_class: int, epochs: int, method: str,
+              variants: Iterable[str] = ("baseline", "imix"), seeds: Iterable[int] = (0, 1, 2), *,
+              quick: bool | None = None, root: str | os.PathLike | None = None,
+              say: Callable[[str], None] = print) -> list[dict[str, Any]]:
+    """Run one cell of the grid here, exactly as the grid ran it (its settings, one CPU thread), and return
+    its rows in ``summary.csv``'s form (accuracy in percent); [] with a notice when CIFAR-10 is missing.
+
+    One thread, as the grid's processes had: the order of floating-point sums depends on the thread
+    count, so with one thread a run gives the committed record's numbers. quick (default: ``IMIX_QUICK``):
+    the quick protocol's tiny sizes, a smoke test whose numbers mean nothing.
+    """
+    from ..config import quick_mode
+    from .regime_report import summary_rows
+
+    quick = quick_mode() if quick is None else quick
+    p = protocol(quick)
+    if quick:
+        per_class, epochs, seeds = 8, 1, list(seeds)[:2]
+    try:
+        data = RegimeData(p["settings"], root)
+    except FileNotFoundError as err:
+        say(f"CIFAR-10 is not available here, so this cell trains nothing ({err}).")
+        return []
+    threads, records = torch.get_num_threads(), []
+    torch.set_num_threads(1)
+    try:
+        for seed in seeds:
+            for variant in variants:
+                run = RegimeRun(augmentation, per_class, epochs, "live", method, variant, seed, settings_hash(p["settings"]))
+                r = execute(run, data)
+                records.append(r)
+                say(f"seed {seed} | {variant:14s} | linear {100 * r['linear']:5.1f}% | kNN {100 * r['knn']:5.1f}% | "
+                    f"{r['pretrain_seconds'] + r['eval_seconds']:.0f} s")
+    finally:
+        torch.set_num_threads(threads)
+    return summary_rows(records, p)
