@@ -13,13 +13,42 @@ from typing import Any
 
 import torch
 
+SEED_MAX = 2**64 - 1  # the largest seed torch.Generator.manual_seed takes
+
+
+def _real(name: str, value: Any) -> float:
+    if isinstance(value, bool) or not (isinstance(value, numbers.Real) or torch.is_tensor(value) and value.numel() == 1):
+        raise TypeError(f"{name} must be a number, got {type(value).__name__} {value!r}")
+    return float(value)
+
 
 def positive(name: str, value: float) -> None:
-    if isinstance(value, bool) or not (isinstance(value, numbers.Real) or torch.is_tensor(value) and value.numel() == 1):
-        raise TypeError(f"{name} must be a number, got {type(value).__name__}")
-    value = float(value)
-    if not (0 < value < float("inf")):  # also rejects NaN
-        raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
+    if not (0 < _real(name, value) < float("inf")):  # also rejects NaN
+        raise ValueError(f"{name} must be a finite number > 0, got {float(value)!r}")
+
+
+def number_in(name: str, value: float, low: float, high: float, *, high_open: bool = False) -> float:
+    """``value`` as a float in [low, high] (or [low, high) with ``high_open``); NaN is never in range."""
+    number = _real(name, value)
+    if not (low <= number <= high) or (high_open and number == high):
+        raise ValueError(f"{name} must be a number in [{low:g}, {high:g}{')' if high_open else ']'}, got {number!r}")
+    return number
+
+
+def integer(name: str, value: Any, minimum: int = 1, maximum: int | None = None) -> int:
+    """``value`` as an int in [minimum, maximum]: TypeError for a non-integer (bool, 2.0, "8"), else ValueError."""
+    allowed = f">= {minimum}" if maximum is None else f"in [{minimum}, {maximum}]"
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be an integer {allowed}, got {type(value).__name__} {value!r}")
+    if value < minimum or (maximum is not None and value > maximum):
+        raise ValueError(f"{name} must be an integer {allowed}, got {value!r}")
+    return int(value)
+
+
+def flag(name: str, value: Any) -> None:
+    """``value`` must be True or False: a string such as "no" would silently count as True."""
+    if not isinstance(value, bool):
+        raise TypeError(f"{name} must be True or False, got {type(value).__name__} {value!r}")
 
 
 def tensor(name: str, value: Any, *, floating: bool = False) -> None:
@@ -30,10 +59,14 @@ def tensor(name: str, value: Any, *, floating: bool = False) -> None:
         raise TypeError(f"{name} must be a floating-point tensor, got dtype {value.dtype}; convert it with .float()")
 
 
-def finite(name: str, value: torch.Tensor) -> None:
+def finite(name: str, value: torch.Tensor, hint: str = "check the inputs or lower the learning rate") -> None:
+    """No NaN or inf in a floating ``value``; the error names the first bad entry. Reads values: a GPU sync."""
     tensor(name, value)
     if value.is_floating_point() and not bool(torch.isfinite(value).all()):
-        raise ValueError(f"{name} contains NaN or inf values; check the inputs or lower the learning rate")
+        bad = ~torch.isfinite(value)
+        first = tuple(torch.nonzero(bad)[0].tolist())
+        raise ValueError(f"{name} contains NaN or inf values ({int(bad.sum())} of {value.numel()}, the first "
+                         f"{float(value[first])} at index {first}); {hint}")
 
 
 def ndim(name: str, value: torch.Tensor, expected: int) -> None:
@@ -90,6 +123,22 @@ def simplex_rows(name: str, targets: torch.Tensor, shape: tuple[int, int]) -> No
             f"{name} rows must sum to 1 (row {bad} sums to {float(sums[bad]):.4f}); "
             "normalise each row, e.g. targets / targets.sum(1, keepdim=True)"
         )
+
+
+def labels(name: str, value: Any, n: int | None = None) -> None:
+    """Class ids: an integer tensor of shape (N,) (``n`` rows when given). Metadata only.
+
+    Float labels are refused rather than compared: NaN != NaN would leave a row with no positive.
+    """
+    shape = f"({n},)" if n is not None else "(N,)"
+    expected = f"{name} must be a tensor of shape {shape} holding integer class ids (e.g. int64)"
+    if not torch.is_tensor(value):
+        raise TypeError(f"{expected}, got {type(value).__name__}; "
+                        "convert it with torch.as_tensor(..., dtype=torch.long)")
+    if value.is_floating_point() or value.is_complex() or value.dtype == torch.bool:
+        raise TypeError(f"{expected}, got dtype {value.dtype}; convert whole-number labels with .long()")
+    if value.dim() != 1 or (n is not None and value.shape[0] != n):
+        raise ValueError(f"{expected}, got shape {tuple(value.shape)}")
 
 
 def class_ids(name: str, ids: torch.Tensor, num_classes: int) -> None:

@@ -90,3 +90,27 @@ def simclr(anchors: torch.Tensor, candidates: torch.Tensor, targets: torch.Tenso
         _checks.simplex_rows("targets", targets, (m, k))
         if bool(targets[torch.arange(m), torch.arange(m) + offset].abs().sum() > 0):
             raise ValueError("targets must put zero mass on the anchor's own slot (an anchor is not its own positive)")
+
+
+def tau_fits(tau: float, logits_dtype: torch.dtype, rows: int) -> None:
+    """cos / tau in ``logits_dtype``, and the loss of ``rows`` rows (each up to 2 / tau), must stay finite.
+
+    Reads only Python numbers and metadata, so the losses run it on the hot path too. A tensor
+    tau is left to :func:`_checks.positive` (reading it here would sync a GPU).
+    """
+    if torch.is_tensor(tau):
+        return
+    largest = torch.finfo(logits_dtype).max
+    smallest = 4 * max(rows, 1) / largest
+    if tau < smallest:
+        raise ValueError(
+            f"tau must be >= {smallest:.3g} for {rows} rows of {logits_dtype} logits, got {tau!r}: the logits "
+            f"cos / tau reach 1 / tau = {1 / tau:.3g} and a batch's loss about 2 * {rows} / tau, past "
+            f"{logits_dtype}'s largest value {largest:.3g} (inf, then NaN); use a larger tau or float64 embeddings"
+        )
+
+
+def supervised(labels: torch.Tensor, candidate_labels: torch.Tensor | None) -> None:
+    _checks.labels("labels", labels)
+    if candidate_labels is not None:
+        _checks.labels("candidate_labels", candidate_labels)

@@ -32,15 +32,20 @@ def full_or_quick(full: T, quick: T) -> T:
     return quick if quick_mode() else full
 
 
+def cache_home() -> Path:
+    """This user's cache folder: ``$XDG_CACHE_HOME/imix_teach``, else ``~/.cache/imix_teach``."""
+    cache = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(cache) / "imix_teach"
+
+
 def data_root(root: str | os.PathLike | None = None) -> Path:
-    """The data root: the ``root`` argument, else ``$IMIX_DATA``, else ``~/.cache/imix_teach``."""
+    """The data root: the ``root`` argument, else ``$IMIX_DATA``, else :func:`cache_home`."""
     if root is not None:
         return Path(root).expanduser()
     env = os.environ.get("IMIX_DATA")
     if env:
         return Path(env).expanduser()
-    cache = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(cache) / "imix_teach"
+    return cache_home()
 
 
 def pick_device(device: str | torch.device | None = None) -> torch.device:

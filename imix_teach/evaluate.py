@@ -18,6 +18,7 @@ from torch import nn
 from . import _checks
 from .config import pick_device
 from .data.base import DomainData
+from .models import parameter_dtype
 
 
 @torch.no_grad()
@@ -29,12 +30,16 @@ def extract_features(
     batch_size: int = 512,
     device: str | torch.device | None = None,
 ) -> torch.Tensor:
-    """Encode ``inputs`` (N, ...) with ``transform`` applied per batch; returns (N, D) float32 on CPU."""
+    """Encode ``inputs`` (N, ...) with ``transform`` applied per batch; returns (N, D) float32 on CPU.
+
+    Floating-point batches are cast to the encoder's dtype (float64 features of a float32 encoder).
+    """
     _checks.tensor("inputs", inputs)
-    _check_count("batch_size", batch_size)
+    _checks.integer("batch_size", batch_size)
     if inputs.dim() < 1 or inputs.shape[0] == 0:
         raise ValueError(f"inputs must be a non-empty batch (N, ...), got shape {tuple(inputs.shape)}")
     device = pick_device(device) if device is not None else next(encoder.parameters()).device
+    dtype = parameter_dtype(encoder)
     was_training = encoder.training
     encoder.eval()
     try:
@@ -43,6 +48,8 @@ def extract_features(
             x = inputs[start:start + batch_size].to(device)
             if transform is not None:
                 x = transform(x)
+            if x.is_floating_point() and dtype is not None:  # a float64 batch meets a float32 encoder
+                x = x.to(dtype)
             feats.append(encoder(x).float().cpu())
         return torch.cat(feats)
     finally:
@@ -65,13 +72,6 @@ def _check_split(train_x, train_y, test_x, test_y) -> None:
             raise ValueError(f"{name}_x contains NaN or inf (did pretraining diverge?)")
     if train_x.shape[1] != test_x.shape[1]:
         raise ValueError(f"train_x and test_x must share the feature size, got {train_x.shape[1]} and {test_x.shape[1]}")
-
-
-def _check_count(name: str, value: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{name} must be an int >= 1, got {type(value).__name__} {value!r}")
-    if value < 1:
-        raise ValueError(f"{name} must be an int >= 1, got {value!r}")
 
 
 @dataclass
@@ -127,8 +127,9 @@ def linear_probe(
     ``val_fraction`` of the training set, then the layer is retrained on all training features.
     """
     _check_split(train_x, train_y, test_x, test_y)
-    _check_count("epochs", epochs)
-    _check_count("batch_size", batch_size)
+    _checks.integer("epochs", epochs)
+    _checks.integer("batch_size", batch_size)
+    _checks.integer("seed", seed, 0, _checks.SEED_MAX)
     if isinstance(lrs, (str, bytes)) or not isinstance(lrs, Sequence) or not lrs:
         raise ValueError(f"lrs must be a non-empty sequence of learning rates, e.g. (0.01, 0.1, 1.0), got {lrs!r}")
     for lr in lrs:
@@ -167,8 +168,8 @@ def knn_accuracy(
 ) -> float:
     """Weighted kNN on cosine similarity: each of the k nearest training points votes exp(s/T) for its class."""
     _check_split(train_x, train_y, test_x, test_y)
-    _check_count("k", k)
-    _check_count("batch_size", batch_size)
+    _checks.integer("k", k)
+    _checks.integer("batch_size", batch_size)
     _checks.positive("temperature", temperature)
     k = min(k, train_x.shape[0])
     num_classes = int(max(train_y.max(), test_y.max())) + 1

@@ -5,8 +5,13 @@ Every loss here is *linear in its targets*, which is what makes i-Mix work (Appe
     loss(x_mix, lam * v_i + (1 - lam) * v_j) == lam * loss(x_mix, v_i) + (1 - lam) * loss(x_mix, v_j)
 
 Embeddings need not be normalised on input: each loss L2-normalises, so s(a, b) = a . b is the
-cosine similarity. ``check=False`` skips input validation (the methods' hot path uses it); the
-checks live in :mod:`imix_teach._loss_checks`, so each body here reads as its equation.
+cosine similarity. The logits s / tau are computed in at least float32, fp16 and bf16 embeddings
+(AMP) included, so a tiny tau gives the large but exact loss, about (gap in cosine) / tau: for
+one-hot anchors whose positive is orthogonal, tau = 1e-8 gives 1e8 in every dtype. A tau so small
+that a batch's loss would overflow that dtype (below 4 N / 3.4e38 in float32) raises ValueError
+naming tau instead of returning inf or NaN (checked on every call: it reads no tensor values).
+``check=False`` skips the other input validation (the methods' hot path uses it); the checks live
+in :mod:`imix_teach._loss_checks`, so each body here reads as its equation.
 """
 from __future__ import annotations
 
@@ -41,8 +46,14 @@ def unit(x: torch.Tensor) -> torch.Tensor:
 
 
 def _over_tau(cosines: torch.Tensor, tau: float) -> torch.Tensor:
-    """cos / tau in at least float32: in fp16 (AMP) a small tau overflows past 65504 to inf, then NaN."""
-    return cosines.to(torch.promote_types(cosines.dtype, torch.float32)) / tau
+    """cos / tau in at least float32: in fp16 (AMP) a small tau overflows past 65504 to inf, then NaN.
+
+    A tau too small even for that dtype raises ValueError naming tau (checked on every call: it
+    reads no tensor values).
+    """
+    dtype = torch.promote_types(cosines.dtype, torch.float32)
+    _loss_checks.tau_fits(tau, dtype, cosines.shape[0])
+    return cosines.to(dtype) / tau
 
 
 def npair_loss(
@@ -162,8 +173,10 @@ def supervised_targets(labels: torch.Tensor, candidate_labels: torch.Tensor | No
     """Supervised-contrastive virtual labels (Appendix A.2): v_ij = 1 where labels match, rows sum to 1.
 
     labels: (N,) class ids of the anchors; candidate_labels: (M,) of the candidates (None = labels,
-    M = N; all ranks' labels when gathered). Returns (N, M).
+    M = N; all ranks' labels when gathered). Returns (N, M). Both must be integer tensors of
+    shape (N,) / (M,): float labels are refused (a NaN label would match nothing, not even itself).
     """
+    _loss_checks.supervised(labels, candidate_labels)
     others = labels if candidate_labels is None else candidate_labels
     same = (labels.view(-1, 1) == others.view(1, -1)).float()
     return same / same.sum(dim=1, keepdim=True)

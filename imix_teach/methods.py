@@ -21,7 +21,7 @@ from torch import nn
 
 from . import _checks, distributed, losses
 from .mixing import imix, mix_targets
-from .models import prediction_head, projection_head
+from .models import parameter_dtype, prediction_head, projection_head
 
 
 @torch.no_grad()
@@ -53,7 +53,9 @@ class ContrastiveMethod(nn.Module):
     """Shared parts: ``encoder`` (kept for evaluation), ``projector``, temperature ``tau``.
 
     A method's constructor defaults are the paper's settings; ``cpu_overrides`` holds what short
-    CPU runs (hundreds of steps, not ~10^5) change, see :meth:`settings`.
+    CPU runs (hundreds of steps, not ~10^5) change, see :meth:`settings`. Every ``forward`` takes
+    ``check``: True (default) also refuses NaN/inf views; the training step passes False (see
+    :meth:`checked_views`).
     """
 
     name = "base"
@@ -73,12 +75,29 @@ class ContrastiveMethod(nn.Module):
         super().__init__()
         if not hasattr(encoder, "out_dim"):
             raise ValueError("encoder must have an `out_dim` attribute (its feature size), see imix_teach.models")
-        if not tau > 0:
-            raise ValueError(f"tau must be > 0, got {tau!r}")
+        _checks.integer("encoder.out_dim", encoder.out_dim)
+        _checks.integer("proj_hidden", proj_hidden)
+        _checks.integer("proj_dim", proj_dim)
+        _checks.positive("tau", tau)
+        _checks.flag("proj_bn", proj_bn)
         self.encoder = encoder
         self.projector = projection_head(encoder.out_dim, proj_hidden, proj_dim, out_bn=proj_bn)
         self.proj_dim = proj_dim
-        self.tau = tau
+        self.tau = float(tau)
+
+    def checked_views(self, view1: torch.Tensor, view2: torch.Tensor,
+                      check: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+        """The two views ``forward`` got, checked, in the model's dtype (a float64 batch becomes float32).
+
+        Shape and dtype checks read metadata only and always run. ``check`` adds the finite-value
+        check, which syncs a GPU: the training step passes False (``pretrain`` checks its inputs once).
+        """
+        _checks.views(view1, view2)
+        if check:
+            _checks.finite("view1", view1)
+            _checks.finite("view2", view2)
+        dtype = parameter_dtype(self)
+        return (view1, view2) if dtype is None else (view1.to(dtype), view2.to(dtype))
 
     def embed(self, x: torch.Tensor) -> torch.Tensor:
         """(N, ...) inputs -> (N, proj_dim) projections (not normalised; the losses do that)."""
@@ -117,13 +136,14 @@ class NPair(ContrastiveMethod):
 
     def __init__(self, encoder: nn.Module, *, single_pass: bool = False, **kwargs: Any):
         super().__init__(encoder, **kwargs)
+        _checks.flag("single_pass", single_pass)
         self.single_pass = single_pass
 
     def forward(self, view1: torch.Tensor, view2: torch.Tensor, alpha: float | None = None, *,
                 generator: torch.Generator | None = None, labels: torch.Tensor | None = None,
-                **mix_options: Any) -> torch.Tensor:
+                check: bool = True, **mix_options: Any) -> torch.Tensor:
         """Loss of one batch of pairs: view1, view2 (N, ...); i-Mix when alpha is a number."""
-        _checks.views(view1, view2)
+        view1, view2 = self.checked_views(view1, view2, check)
         targets = self.virtual_labels(view1.shape[0], labels, view1.device)
         anchor, targets = self.anchors(view1, alpha, targets, generator, **mix_options)
         if self.single_pass:
@@ -147,7 +167,9 @@ class SupervisedNPair(NPair):
     def virtual_labels(self, n: int, labels: torch.Tensor | None, device: torch.device) -> torch.Tensor:
         """(N, W*N): 1 where the anchor's label matches a (gathered) positive's, rows normalised."""
         if labels is None:
-            raise ValueError("labels must be given to SupervisedNPair (shape (N,) class ids)")
+            raise ValueError(f"labels must be given to SupervisedNPair: a tensor of shape ({n},) "
+                             "holding integer class ids")
+        _checks.labels("labels", labels, n)
         return losses.supervised_targets(labels, distributed.gather(labels))
 
 
@@ -164,9 +186,9 @@ class SimCLR(ContrastiveMethod):
 
     def forward(self, view1: torch.Tensor, view2: torch.Tensor, alpha: float | None = None, *,
                 generator: torch.Generator | None = None, labels: torch.Tensor | None = None,
-                **mix_options: Any) -> torch.Tensor:
+                check: bool = True, **mix_options: Any) -> torch.Tensor:
         """Loss of one batch of pairs: view1, view2 (N, ...); i-Mix when alpha is a number."""
-        _checks.views(view1, view2)
+        view1, view2 = self.checked_views(view1, view2, check)
         n = view1.shape[0]
         clean_here = self.embed(torch.cat([view1, view2]))
         clean = distributed.gather(clean_here)  # (W*2N, D): this rank's rows at 2N*rank...
@@ -194,9 +216,7 @@ class MomentumMethod(ContrastiveMethod, metaclass=ABCMeta):
 
     def __init__(self, encoder: nn.Module, *, momentum: float = 0.999, **kwargs: Any):
         super().__init__(encoder, **kwargs)
-        if not 0 <= momentum <= 1:
-            raise ValueError(f"momentum must lie in [0, 1], got {momentum}")
-        self.momentum = momentum
+        self.momentum = _checks.number_in("momentum", momentum, 0, 1)
 
     @abstractmethod
     def momentum_pairs(self) -> list[tuple[nn.Module, nn.Module]]:
@@ -224,8 +244,8 @@ class MoCo(MomentumMethod):
 
     def __init__(self, encoder: nn.Module, *, queue_size: int = 4096, shuffle_bn: bool = False, **kwargs: Any):
         super().__init__(encoder, **kwargs)
-        if queue_size < 1:
-            raise ValueError(f"queue_size must be >= 1, got {queue_size}")
+        _checks.integer("queue_size", queue_size)
+        _checks.flag("shuffle_bn", shuffle_bn)
         self.shuffle_bn = shuffle_bn
         self.key_encoder = _frozen_copy(self.encoder)
         self.key_projector = _frozen_copy(self.projector)
@@ -247,9 +267,9 @@ class MoCo(MomentumMethod):
 
     def forward(self, view1: torch.Tensor, view2: torch.Tensor, alpha: float | None = None, *,
                 generator: torch.Generator | None = None, labels: torch.Tensor | None = None,
-                **mix_options: Any) -> torch.Tensor:
+                check: bool = True, **mix_options: Any) -> torch.Tensor:
         """Loss of one batch of pairs: view1 (queries), view2 (keys), (N, ...); i-Mix when alpha is set."""
-        _checks.views(view1, view2)
+        view1, view2 = self.checked_views(view1, view2, check)
         targets = distributed.local_targets(None, view1.shape[0], view1.device)
         anchor, targets = self.anchors(view1, alpha, targets, generator, **mix_options)
         keys = self.keys(view2, generator)
@@ -293,15 +313,17 @@ class BYOL(MomentumMethod):
 
     def __init__(self, encoder: nn.Module, *, pred_hidden: int = 512, pred_bn: bool = False, **kwargs: Any):
         super().__init__(encoder, **kwargs)
+        _checks.integer("pred_hidden", pred_hidden)
+        _checks.flag("pred_bn", pred_bn)
         self.predictor = prediction_head(self.proj_dim, pred_hidden, out_bn=pred_bn)  # pred_bn: the authors' tables
         self.target_encoder = _frozen_copy(self.encoder)
         self.target_projector = _frozen_copy(self.projector)
 
     def forward(self, view1: torch.Tensor, view2: torch.Tensor, alpha: float | None = None, *,
                 generator: torch.Generator | None = None, labels: torch.Tensor | None = None,
-                **mix_options: Any) -> torch.Tensor:
+                check: bool = True, **mix_options: Any) -> torch.Tensor:
         """Loss of one batch of pairs: view1 (online), view2 (target), (N, ...); i-Mix when alpha is set."""
-        _checks.views(view1, view2)
+        view1, view2 = self.checked_views(view1, view2, check)
         anchor, targets = self.anchors(view1, alpha, None, generator, **mix_options)
         with torch.no_grad():
             target_embeddings = self.target_projector(self.target_encoder(view2))

@@ -151,11 +151,14 @@ def cutmix(
     x: (N, C, H, W). The box centre is uniform over the image and clipped at the border, so the
     true share of ``x`` is recomputed from the clipped box: returns (mixed x, lam_used) with
     lam_used shaped like ``lam`` (one box per batch for a scalar lam, one per sample for (N,)).
-    check: validate lam and perm values (a GPU sync; :func:`imix` passes False, its own draws are valid).
+    check: validate the values of x (finite), lam and perm (a GPU sync; :func:`imix` passes False, its
+    own draws are valid and it checked x).
     """
     _checks.tensor("x", x)
     if x.dim() != 4:
         raise ValueError(f"x must be (N, C, H, W) for cutmix, got shape {tuple(x.shape)}")
+    if check:
+        _checks.finite("x", x)
     n, _, h, w = x.shape
     lam_t = (_check_lam_perm(lam, perm, n) if check else torch.as_tensor(lam, dtype=torch.float32)).to(x.device)
     per_sample = lam_t.dim() == 1
@@ -178,16 +181,20 @@ def cutmix(
     return mixed, (lam_used if per_sample else lam_used[0])
 
 
-def inputmix(x: torch.Tensor, *, generator: torch.Generator | None = None) -> torch.Tensor:
+def inputmix(x: torch.Tensor, *, generator: torch.Generator | None = None, check: bool = True) -> torch.Tensor:
     """InputMix (Sec. 3.3): mix each input with two random others, labels untouched.
 
     Coefficients (0.5 * l1 + 0.5, 0.5 * l2, 0.5 * l3), l ~ Dirichlet(1, 1, 1) per sample, so the
     principal input keeps at least half the weight and stays the one its label describes.
-    Used together with i-Mix when no domain augmentation exists (Table 3).
+    Used together with i-Mix when no domain augmentation exists (Table 3). x must be floating point
+    (mixing integer ids would truncate); check: also refuse NaN/inf in x (a GPU sync, so the
+    training step passes False).
     """
-    _checks.tensor("x", x)
+    _checks.tensor("x", x, floating=True)
     if x.dim() < 1 or x.shape[0] < 1:
         raise ValueError(f"x must be a non-empty batch (N, ...), got shape {tuple(x.shape)}")
+    if check:
+        _checks.finite("x", x)
     n = x.shape[0]
     dev = generator.device if generator is not None else x.device
     # Dirichlet(1,1,1) = normalised Exp(1) draws; -log(U) keeps it on `generator`.
@@ -201,17 +208,22 @@ def inputmix(x: torch.Tensor, *, generator: torch.Generator | None = None) -> to
 
 
 def inputmix_pair(
-    view1: torch.Tensor, view2: torch.Tensor, *, generator: torch.Generator | None = None
+    view1: torch.Tensor, view2: torch.Tensor, *, generator: torch.Generator | None = None, check: bool = True
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """InputMix as the authors' code does it: partners drawn from both views together (2N).
 
     view1, view2: (N, ...) -> both (N, ...). The 2N inputs ``cat([view1, view2])`` go through
     :func:`inputmix` as one batch, so an input's two partners may come from either view (even its
     own other view); the principal input is unchanged, so each output row still belongs to its pair.
+    check: as in :func:`inputmix`, naming the view that holds a NaN or inf.
     """
+    for name, view in (("view1", view1), ("view2", view2)):
+        _checks.tensor(name, view, floating=True)
+        if check:
+            _checks.finite(name, view)
     if view1.shape != view2.shape:
         raise ValueError(f"view1 and view2 must have the same shape, got {tuple(view1.shape)} and {tuple(view2.shape)}")
-    mixed = inputmix(torch.cat([view1, view2]), generator=generator)
+    mixed = inputmix(torch.cat([view1, view2]), generator=generator, check=False)
     return mixed[: view1.shape[0]], mixed[view1.shape[0]:]
 
 

@@ -15,6 +15,8 @@ import torch
 from torch import nn
 from torchvision.models import resnet18, resnet50
 
+from . import _checks
+
 
 def imagenet_resnet(depth: int = 50) -> nn.Module:
     """torchvision's ResNet-18/50 with its ImageNet stem (7x7 stride-2 conv + max-pool), no classifier.
@@ -153,6 +155,9 @@ def projection_head(in_dim: int, hidden_dim: int = 2048, out_dim: int = 128, out
     ``out_bn``: a BN on the output too, the authors' choice for N-pair on CIFAR and for every
     speech and tabular run (their ``--proj mlpbn``; ``mlpbn1`` = without).
     """
+    for name, size in (("in_dim", in_dim), ("hidden_dim", hidden_dim), ("out_dim", out_dim)):
+        _checks.integer(name, size)
+    _checks.flag("out_bn", out_bn)
     layers: list[nn.Module] = [
         nn.Linear(in_dim, hidden_dim, bias=False),
         nn.BatchNorm1d(hidden_dim),
@@ -164,7 +169,13 @@ def projection_head(in_dim: int, hidden_dim: int = 2048, out_dim: int = 128, out
 
 def prediction_head(dim: int = 128, hidden_dim: int = 512, out_bn: bool = False) -> nn.Sequential:
     """BYOL's predictor g: dim -> hidden (BN, ReLU) -> dim (``out_bn``: the authors' tabular ``--pred mlpbn``)."""
+    _checks.integer("dim", dim)
     return projection_head(dim, hidden_dim, dim, out_bn)
+
+
+def parameter_dtype(module: nn.Module) -> torch.dtype | None:
+    """The dtype of ``module``'s first floating-point parameter (what its inputs must have), None if it has none."""
+    return next((p.dtype for p in module.parameters() if p.is_floating_point()), None)
 
 
 ENCODER_KINDS = ("small", "resnet", "resnet-imagenet", "mlp", "mlp-authors")

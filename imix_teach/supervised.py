@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from . import _checks
 from .config import pick_device
 from .data.base import DomainData, Transformer
 from .losses import soft_cross_entropy
@@ -134,13 +135,21 @@ class MixUpClassifier(nn.Module):
 
     def __init__(self, net: nn.Module, num_classes: int):
         super().__init__()
-        self.net, self.num_classes = net, num_classes
+        self.net, self.num_classes = net, _checks.integer("num_classes", num_classes)
 
     def forward(self, view: torch.Tensor, alpha: float | None = None, *, generator: torch.Generator | None = None,
-                labels: torch.Tensor | None = None, **mix_options: Any) -> torch.Tensor:
-        """view (N, ...), labels (N,) class ids -> the mean soft cross-entropy of the (mixed) batch."""
+                labels: torch.Tensor | None = None, check: bool = True, **mix_options: Any) -> torch.Tensor:
+        """view (N, ...), labels (N,) class ids -> the mean soft cross-entropy of the (mixed) batch.
+
+        check: also refuse NaN/inf in view and labels out of range (a GPU sync; train_step passes False).
+        """
         if labels is None:
             raise ValueError("labels must be given: (N,) class ids of the batch")
+        _checks.tensor("view", view, floating=True)
+        _checks.labels("labels", labels, view.shape[0] if view.dim() else 0)
+        if check:
+            _checks.finite("view", view)
+            _checks.class_ids("labels", labels, self.num_classes)
         targets = F.one_hot(labels, self.num_classes).float()
         if alpha is not None:
             mixed = imix(view, alpha, targets=targets, generator=generator, check=False, **mix_options)

@@ -26,7 +26,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from . import distributed
+from . import _checks, distributed
 from .checkpoint import Checkpoint, ResumeWarning, resume_from, training_state
 from .config import pick_device
 from .methods import ContrastiveMethod
@@ -34,8 +34,8 @@ from .mixing import inputmix as apply_inputmix
 from .mixing import inputmix_pair
 from .monitor import History, Log, NonFiniteLossError
 
-__all__ = ["Augment", "History", "NonFiniteLossError", "ResumeWarning", "StepOptions", "autocast_dtype", "lr_lambda",
-           "pretrain", "train_step", "unwrap"]
+__all__ = ["MAX_SEED", "Augment", "History", "NonFiniteLossError", "ResumeWarning", "StepOptions", "autocast_dtype",
+           "lr_lambda", "pretrain", "train_step", "unwrap"]
 
 Augment = Callable[[torch.Tensor, torch.Generator], torch.Tensor]
 
@@ -96,19 +96,21 @@ def train_step(
 ) -> torch.Tensor:
     """One optimisation step on a raw batch ``x`` (N, ...); returns the loss, detached (no host sync).
 
-    model: a method (``loss = model(view1, view2, alpha, ...)``), or its DDP wrapper; a method
-    with ``views = 1`` (supervised MixUp) gets one view. augment(x, generator) draws one view.
+    model: a method (``loss = model(view1, view2, alpha, ..., check=False)``), or its DDP wrapper; a
+    method with ``views = 1`` (supervised MixUp) gets one view. augment(x, generator) draws one view.
+    Values are not checked here (``isfinite(...).all()`` would sync a GPU every step): shapes and
+    dtypes still are, :func:`pretrain` checks its inputs once, and its loop stops on a NaN loss.
     """
     views = [augment(x, generator) for _ in range(getattr(unwrap(model), "views", 2))]
     if options.inputmix == "both_views":  # partners drawn from both views together, as the authors' code
-        views = list(inputmix_pair(*views, generator=generator))
+        views = list(inputmix_pair(*views, generator=generator, check=False))
     elif options.inputmix:
-        views = [apply_inputmix(v, generator=generator) for v in views]
+        views = [apply_inputmix(v, generator=generator, check=False) for v in views]
     if options.channels_last:
         views = [v.contiguous(memory_format=torch.channels_last) for v in views]
     device_type = x.device.type
     with torch.autocast(device_type, dtype=options.amp_dtype or torch.float32, enabled=options.amp_dtype is not None):
-        loss = model(*views, options.alpha, generator=generator, labels=labels, **options.mix_options)
+        loss = model(*views, options.alpha, generator=generator, labels=labels, check=False, **options.mix_options)
     optimizer.zero_grad(set_to_none=True)
     if scaler is not None and scaler.is_enabled():  # fp16: scale the loss so small gradients survive
         scaler.scale(loss).backward()
@@ -142,7 +144,9 @@ def pretrain(
     0.125 * batch_size / 256. sync_bn: SyncBatchNorm when several processes train. checkpoint: a
     file written atomically after every epoch (rank 0); with ``resume`` a run continues from it,
     applying (and saying) a changed lr, momentum, weight decay, epochs or warm-up, and refusing
-    another run's checkpoint. callback(epoch, history) runs after each epoch's checkpoint.
+    another run's checkpoint. callback(epoch, history) runs after each epoch's checkpoint. seed: an
+    integer in [0, MAX_SEED]. Every argument, and the inputs' values (no NaN or inf), are checked
+    before anything is built; a float64 batch trains as the model's float32.
     """
     settings = {k: v for k, v in locals().items() if k not in ("method", "inputs", "augment", "labels", "callback")}
     run = _setup(method, inputs, labels, settings)
@@ -189,8 +193,9 @@ class _Run:
 
 def _setup(method: ContrastiveMethod, inputs: torch.Tensor, labels: torch.Tensor | None, s: dict[str, Any]) -> _Run:
     """Checks, process group, device, DDP, optimiser, resume, schedule and logging, in that order."""
-    _validate(inputs, labels, **{k: s[k] for k in ("epochs", "batch_size", "alpha", "lr", "log_every",
-                                                    "warmup_epochs", "inputmix")})
+    _validate_data(method, inputs, labels)
+    _validate(**{k: s[k] for k in ("epochs", "batch_size", "alpha", "lr", "log_every", "warmup_epochs", "inputmix",
+                                   "seed", "momentum", "weight_decay")}, n=inputs.shape[0])
     ctx = distributed.setup(pick_device(s["device"]))
     _check_world(s["batch_size"], ctx.world_size)
     steps, epochs = inputs.shape[0] // s["batch_size"], s["epochs"]
@@ -212,15 +217,30 @@ def _setup(method: ContrastiveMethod, inputs: torch.Tensor, labels: torch.Tensor
                 inputs.to(ctx.device), labels.to(ctx.device) if labels is not None else None, config)
 
 
-def _validate(inputs: Any, labels: Any, *, epochs: int, batch_size: int, alpha: float | None, lr: float | None,
-              log_every: int, warmup_epochs: int | None, inputmix: bool | str) -> None:
-    """Arguments checked before anything is built: each error names the argument and the fix."""
+def _validate_data(method: ContrastiveMethod, inputs: Any, labels: Any) -> None:
+    """inputs: a batch (N, ...) with finite values; labels (N,) integer class ids, given when the method needs them.
+
+    The one full read of the data, before anything trains: the training step itself checks no
+    values (a GPU sync per step).
+    """
     if not torch.is_tensor(inputs):
         raise TypeError(f"inputs must be a torch.Tensor (N, ...), got {type(inputs).__name__}; use torch.as_tensor(...)")
+    if inputs.dim() < 1 or inputs.shape[0] == 0:
+        raise ValueError(f"inputs must be a batch (N, ...) of N >= 2 samples, got shape {tuple(inputs.shape)}")
+    _checks.finite("inputs", inputs, hint="clean or drop those samples before pretraining")
+    n = inputs.shape[0]
+    if labels is not None:
+        _checks.labels("labels", labels, n)
+    elif getattr(method, "needs_labels", False):
+        raise ValueError(f"labels must be given: {method.name} is supervised, pass a tensor of shape ({n},) "
+                         "holding integer class ids")
+
+
+def _validate(*, n: int, epochs: int, batch_size: int, alpha: float | None, lr: float | None, log_every: int,
+              warmup_epochs: int | None, inputmix: bool | str, seed: int, momentum: float, weight_decay: float) -> None:
+    """Settings checked before anything is built: each error names the argument and the fix."""
     for name, value in (("epochs", epochs), ("batch_size", batch_size), ("log_every", log_every)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
-    n = inputs.shape[0] if inputs.dim() else 0
+        _checks.integer(name, value)
     if not 2 <= batch_size <= n:
         raise ValueError(f"batch_size must be in [2, {n}] (the number of samples), got {batch_size}")
     if alpha is not None and not (isinstance(alpha, (int, float)) and 0 < alpha < math.inf):
@@ -232,9 +252,9 @@ def _validate(inputs: Any, labels: Any, *, epochs: int, batch_size: int, alpha: 
         raise ValueError(f"warmup_epochs must be an integer >= 0 (or None for min(10, epochs // 10)), got {warmup_epochs!r}")
     if inputmix not in (False, True, "per_view", "both_views"):
         raise ValueError(f"inputmix must be False, True, 'per_view' or 'both_views', got {inputmix!r}")
-    if labels is not None and (not torch.is_tensor(labels) or tuple(labels.shape) != (n,)):
-        shape = tuple(labels.shape) if torch.is_tensor(labels) else type(labels).__name__
-        raise ValueError(f"labels must be a tensor of shape ({n},) to match inputs, got {shape}")
+    _checks.integer("seed", seed, 0, MAX_SEED)
+    _checks.number_in("momentum", momentum, 0, 1, high_open=True)
+    _checks.number_in("weight_decay", weight_decay, 0, math.inf, high_open=True)
 
 
 def _check_world(batch_size: int, world: int) -> None:
@@ -284,15 +304,21 @@ def _schedule(optimizer: torch.optim.Optimizer, base_lr: float, warmup_steps: in
     return torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(warmup_steps, total_steps), last_epoch=step - 1)
 
 
+_SEED_STRIDE, _RANK_STRIDE = 1_000_003, 2**40
+# seed * _SEED_STRIDE + epoch + rank * _RANK_STRIDE must be a seed torch takes; 2**62 leaves room for
+# any epoch count and up to 2**22 processes.
+MAX_SEED = (_checks.SEED_MAX - 2**62) // _SEED_STRIDE
+
+
 def _epoch_rng(seed: int, epoch: int, n: int, ctx: distributed.Context) -> tuple[torch.Tensor, torch.Generator]:
     """The epoch's data order (the same on every rank) and this rank's generator for views and mixing.
 
     Rank 0 continues the order's own generator, so a one-process run draws exactly as before.
     """
-    shared = torch.Generator(device=ctx.device).manual_seed(seed * 1_000_003 + epoch)
+    shared = torch.Generator(device=ctx.device).manual_seed(seed * _SEED_STRIDE + epoch)
     order = torch.randperm(n, generator=shared, device=ctx.device)
     if ctx.rank == 0:
         return order, shared
-    return order, torch.Generator(device=ctx.device).manual_seed(seed * 1_000_003 + epoch + ctx.rank * 2**40)
+    return order, torch.Generator(device=ctx.device).manual_seed(seed * _SEED_STRIDE + epoch + ctx.rank * _RANK_STRIDE)
 
 

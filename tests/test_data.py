@@ -313,6 +313,7 @@ def _fake_full_higgs(tmp_path: Path, monkeypatch) -> None:
     """A 1,000-row "full" HIGGS file (test = last 100 rows), feature 0 = the row number."""
     import imix_teach.data.tabular as tab
 
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))  # the first-load digest record goes here
     monkeypatch.setattr(tab, "HIGGS_FULL_ROWS", 1000)
     monkeypatch.setattr(tab, "HIGGS_TEST_ROWS", 100)
     monkeypatch.setattr(tab, "_KEEP_ALL_ROWS", 300)

@@ -292,13 +292,14 @@ def test_ctrl_c_during_a_download_leaves_nothing_that_looks_complete(tmp_path, m
 def test_a_downloaded_covtype_file_changed_afterwards_is_not_loaded(tmp_path, monkeypatch):
     import torchvision.datasets.utils as tv
 
-    from imix_teach.data import load
+    from imix_teach.data import load, tabular
 
     def download(url, root, filename, md5=None):
         Path(root, filename).write_bytes(gzip.compress(b"".join(
             b",".join([b"1"] * 54 + [str(i % 7 + 1).encode()]) + b"\n" for i in range(16_000)), mtime=0))
 
     monkeypatch.setattr(tv, "download_url", download)
+    monkeypatch.setattr(tabular, "COVTYPE_SHA256", None)  # a synthetic download, not UCI's published file
     first = load("covtype", root=tmp_path, download=True, per_class=5)  # downloaded, checked, digest kept
     path = tmp_path / "covtype" / "covtype.data.gz"
     assert (tmp_path / "covtype" / "covtype.data.gz.sha256").exists() and len(first) > 0

@@ -13,14 +13,13 @@ in DataLoader workers) is what makes contrastive training fast on 2 CPU cores or
 from __future__ import annotations
 
 import gzip
-import hashlib
 import os
 import tarfile
 import uuid
 import warnings
 import zipfile
 import zlib
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Optional
@@ -30,6 +29,8 @@ from torch import Tensor
 
 from ..config import data_root, offline_mode
 from ..files import atomic_write
+from . import digests
+from .digests import digest, digest_record
 
 Augmenter = Callable[[Tensor, Optional[torch.Generator]], Tensor]
 Transformer = Callable[[Tensor], Tensor]
@@ -303,29 +304,25 @@ def fetch(src: Source, url: str, dest: Path, what: str, md5: str | None = None, 
             raise src.download_failed(what, dest, err) from err
         raise
     os.replace(part, dest)
-    # Publishers of these files give no checksum; the digest of the checked download, kept beside
-    # it, lets every later load notice a file changed or damaged since (see verify_file).
-    atomic_write(digest_record(dest), f"{_digest(dest, 'sha256')}  {dest.name}\n")
+    # The digest of the checked download, kept beside it, lets every later load notice a file
+    # changed or damaged since (see verify_file), whether or not its publisher gives one.
+    atomic_write(digest_record(dest), f"{digest(dest)}  {dest.name}\n")
     return dest
 
 
-def digest_record(path: Path) -> Path:
-    """Where :func:`fetch` keeps the sha256 of a file it downloaded and checked: ``<file>.sha256``."""
-    return path.with_name(path.name + ".sha256")
-
-
-def verify_file(path: Path, **checks: Any) -> Path:
+def verify_file(path: Path, known: Mapping[str, str] | None = None, **checks: Any) -> Path:
     """``path`` if :func:`file_problem` finds nothing wrong, else ``ValueError`` naming it and the fix.
 
     Loaders call it with ``full_read=False`` on files already in place (their reader meets any
     damage inside and names the file too): an empty file then names itself instead of parsing as
-    a dataset with no rows. A file that :func:`fetch` downloaded is also checked against the digest
-    recorded then, so a file changed since (tampered with, or damaged on disk) is not loaded.
+    a dataset with no rows. Unless ``checks`` give a sha256, the file must be one of the ``known``
+    copies (sha256 -> description) or match the digest recorded at its download or first load
+    (:mod:`~imix_teach.data.digests`), so a file changed since (edited, tampered with, damaged on
+    disk) is not loaded; a new file's loader records it with :func:`~imix_teach.data.digests.remember`.
     """
-    record = digest_record(path)
-    if record.exists() and "sha256" not in checks:
-        checks["sha256"] = record.read_text().split()[0]
     problem = file_problem(path, **checks)
+    if problem is None and "sha256" not in checks:
+        problem = digests.problem(path, known or {})
     if problem is not None:
         raise ValueError(f"{path} cannot be used: {problem}. It is probably cut or damaged: delete it and "
                          "download it again (download=True), or point IMIX_DATA at a good copy.")
@@ -346,7 +343,7 @@ def file_problem(path: Path, *, size: int | None = None, md5: str | None = None,
     if size is not None and actual != size:
         return f"it has {actual:,} bytes, expected {size:,}"
     for name, want in (("md5", md5), ("sha256", sha256)):
-        if want is not None and _digest(path, name) != want.lower():
+        if want is not None and digest(path, name) != want.lower():
             return f"its {name} is not the expected {want} (published, or recorded at download)"
     if full_read:
         try:
@@ -354,14 +351,6 @@ def file_problem(path: Path, *, size: int | None = None, md5: str | None = None,
         except (OSError, EOFError, zlib.error, tarfile.TarError, zipfile.BadZipFile) as err:
             return f"it is not a complete archive ({type(err).__name__}: {err})"
     return None
-
-
-def _digest(path: Path, name: str) -> str:
-    h = hashlib.new(name)
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def _read_archive(path: Path, kind: str) -> None:

@@ -19,15 +19,30 @@ import io
 import zlib
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 
 from .augment import MaskingNoise, TabularTransform
 from .base import DomainData, Source, check_choice, check_int, fetch, per_class_indices, register, verify_file
+from .digests import remember
 
 COVTYPE_URL = "https://archive.ics.uci.edu/ml/machine-learning-databases/covtype/covtype.data.gz"
 HIGGS_URL = "https://archive.ics.uci.edu/ml/machine-learning-databases/00280/HIGGS.csv.gz"
+# UCI gives no checksums; these are the sha256 of UCI's files as scikit-learn and TFDS publish them.
+COVTYPE_SHA256 = "614360d0257557dd1792834a85a1cdebfadc3c4f30b011d56afee7ffb5b15771"
+HIGGS_SHA256, HIGGS_BYTES = "ea302c18164d4e3d916a1e2e83a9a8d07069fa6ebc7771e4c0540d54e593b698", 2_816_407_858
+# Every copy a load accepts without a record of its own (see data.digests): UCI's and the course's offline parts.
+COVTYPE_COPIES = {
+    COVTYPE_SHA256: "UCI's file (581,012 rows)",
+    "9ddb2f606fb48bead967dcb3aa6b596ac4f2868690ae5d4b5120f86d275554f4":
+        "the course's offline part (92,962 rows, numeric columns min-max scaled)",
+}
+HIGGS_COPIES = {
+    HIGGS_SHA256: "UCI's file (11,000,000 rows)",
+    "a2e084a8fb983463abbdd1ba35279792a2cf1f471f1dea0f95a9f0fd04a9e71d": "the course's offline part (10,984 rows)",
+}
 COVTYPE_CLASSES = ["spruce/fir", "lodgepole pine", "ponderosa pine", "cottonwood/willow", "aspen",
                    "douglas-fir", "krummholz"]
 COVTYPE_GROUPS = (10, 4, 40)  # column groups: numeric, wilderness-area one-hot, soil-type one-hot
@@ -93,12 +108,13 @@ def _as_domain_data(src: Source, split: str, x: np.ndarray, y: np.ndarray, class
                       TabularTransform(), info)
 
 
-def _ensure(src: Source, path: Path, url: str) -> Path:
+def _ensure(src: Source, path: Path, url: str, copies: dict[str, str], **published: Any) -> Path:
+    """``path``, checked against the known ``copies`` or its own record; else downloaded and checked (``published``)."""
     if path.is_file():
-        return verify_file(path, full_read=False)  # a 0-byte file names itself instead of parsing as no rows
+        return verify_file(path, copies, full_read=False)  # a 0-byte file names itself instead of parsing as no rows
     if not src.download:
         raise src.missing(path.name, path)
-    return fetch(src, url, path, path.name)  # UCI publishes no checksum
+    return fetch(src, url, path, path.name, **published)
 
 
 @register(
@@ -129,7 +145,7 @@ def load_covtype(src: Source, split: str, mask_columns: str, mask_p: float, per_
     check_int("per_class", per_class, 1, allow_none=True)
     if not 0 <= mask_p <= 1:
         raise ValueError(f"mask_p must be in [0, 1], got {mask_p!r}")
-    path = _ensure(src, src.root / "covtype" / "covtype.data.gz", COVTYPE_URL)
+    path = _ensure(src, src.root / "covtype" / "covtype.data.gz", COVTYPE_URL, COVTYPE_COPIES, sha256=COVTYPE_SHA256)
     data = np.concatenate(list(iter_csv_gz(path, 55)))
     n_train, n_val = COVTYPE_SPLIT
     if len(data) <= n_train + n_val:
@@ -137,6 +153,7 @@ def load_covtype(src: Source, split: str, mask_columns: str, mask_p: float, per_
     y = data[:, 54].astype(np.int64) - 1
     if y.min() < 0 or y.max() > 6:
         raise ValueError(f"{path}: class column must hold 1..7, found {y.min() + 1}..{y.max() + 1}")
+    remember(path, COVTYPE_COPIES, src.name)  # read in full without error: a new file's digest is kept from now on
     if split_rule == "authors":
         n_train, n_val = n_train + n_val, 0
     n_cols = 10 if standardise == "numeric" else 54
@@ -247,7 +264,8 @@ def load_higgs(src: Source, split: str, train_size: int | None, test_fraction: f
         raise ValueError(f"test_fraction must be in (0, 1), got {test_fraction!r}")
     if not 0 <= mask_p <= 1:
         raise ValueError(f"mask_p must be in [0, 1], got {mask_p!r}")
-    path = _ensure(src, src.root / "higgs" / "HIGGS.csv.gz", HIGGS_URL)
+    path = _ensure(src, src.root / "higgs" / "HIGGS.csv.gz", HIGGS_URL, HIGGS_COPIES, sha256=HIGGS_SHA256,
+                   size=HIGGS_BYTES)
     rows, total, streamed = _read_higgs(src, path, train_size, train_rows)
     _, test = higgs_rows(total, train_size, test_fraction)
     if streamed:  # rows = the train rows, then the last 500k
@@ -260,6 +278,7 @@ def load_higgs(src: Source, split: str, train_size: int | None, test_fraction: f
     y = rows[:, 0].astype(np.int64)
     if not np.isin(y, (0, 1)).all():
         raise ValueError(f"{path}: first column must be the 0/1 label")
+    remember(path, HIGGS_COPIES, src.name)
     x, mean, std = standardise_columns(rows[:, 1:], train_idx)
     sel = train_idx if split == "train" else test
     info = {"source": str(path), "rows_in_file": total, "mean": mean, "std": std,
