@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 from pathlib import Path
 
 import pytest
 
 from imix_teach import cli
 from imix_teach.reproduce import regime
-from imix_teach.reproduce.regime_report import COLUMNS, FILES, gain, gain_table, read_summary, summary_rows
+from imix_teach.reproduce.regime_report import COLUMNS, FILES, gain, gain_table, quotable, read_summary, summary_rows
 
 ROOT = Path(__file__).resolve().parents[1]
 COMMITTED = ROOT / "results" / "regime"
@@ -133,3 +134,29 @@ def test_the_committed_summary_covers_every_cell_and_seed_and_matches_the_record
     want = sorted(tuple(r.values()) for r in summary_rows(records, p))
     assert sorted(tuple(r.values()) for r in rows) == want  # summary.csv is what runs.json says, nothing else
     assert "complete" in (COMMITTED / "table.md").read_text().splitlines()[0]
+
+
+# Texts that quote the grid carry this marker: a README block, or a notebook markdown cell.
+MARKER = "<!-- numbers: results/regime/summary.csv -->"
+NUMBER = re.compile(r"[+−-]?\d+\.\d(?: ± \d+\.\d)?")
+
+
+def _quoting_texts():
+    import nbformat
+
+    readme = (ROOT / "README.md").read_text()
+    texts = [("README.md", block.split("<!--", 1)[0]) for block in readme.split(MARKER)[1:]]
+    for path in sorted((ROOT / "notebooks").glob("*.ipynb")):
+        for k, cell in enumerate(nbformat.read(path, as_version=4).cells):
+            if cell.cell_type == "markdown" and MARKER in cell.source:
+                texts.append((f"{path.name} cell {k}", cell.source.replace(MARKER, "")))
+    return texts
+
+
+def test_every_number_quoted_from_the_grid_is_in_the_summary():
+    allowed = quotable(read_summary(COMMITTED / "summary.csv"))
+    texts = _quoting_texts()
+    assert any(name.startswith("07") for name, _ in texts) and any(name.startswith("08") for name, _ in texts)
+    for name, text in texts:
+        for number in NUMBER.findall(text.replace("$", "")):
+            assert number.replace("−", "-") in allowed, f"{name} quotes {number!r}, which summary.csv does not give"

@@ -139,6 +139,20 @@ def gain_table(rows: Sequence[dict[str, Any]], probe: str = "linear") -> str:
     return markdown_table(header, lines)
 
 
+def quotable(rows: Sequence[dict[str, Any]]) -> set[str]:
+    """Every number a text may quote from the grid, as this module formats it: each cell's "m ± s" per
+    variant and probe, each gain "+g ± s" and "+g" (one decimal), and each single seed's accuracy."""
+    out = {f"{r['accuracy']:.1f}" for r in rows if r["accuracy"] is not None}
+    for probe in PROBES:
+        for by in cells(rows, probe).values():
+            out |= {_fmt(seeds) for seeds in by.values()}
+            for variant in ("imix", "imix+inputmix"):
+                g = gain(by, variant)
+                if g is not None:
+                    out |= {f"{g['gain']:+.1f}", f"{g['gain']:+.1f} ± {g['spread']:.1f}"}
+    return out
+
+
 def _ordered(items) -> list:
     return list(dict.fromkeys(items))
 
