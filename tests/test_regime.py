@@ -160,3 +160,11 @@ def test_every_number_quoted_from_the_grid_is_in_the_summary():
     for name, text in texts:
         for number in NUMBER.findall(text.replace("$", "")):
             assert number.replace("−", "-") in allowed, f"{name} quotes {number!r}, which summary.csv does not give"
+
+
+def test_the_package_carries_the_committed_summary_and_protocol():
+    from imix_teach.reproduce.regime_report import PACKAGED
+
+    for name in ("summary.csv", "protocol.json"):
+        assert (PACKAGED / name).read_bytes() == (COMMITTED / name).read_bytes(), \
+            f"copy results/regime/{name} to {PACKAGED.relative_to(ROOT)}/ (notebooks read it without the repository)"

@@ -29,6 +29,8 @@ COLUMNS = ("augmentation", "per_class", "epochs", "method", "variant", "probe", 
 PROBES = ("linear", "knn")
 PROBE_NAMES = {"linear": "linear probe", "knn": "kNN"}
 VARIANT_NAMES = {"baseline": "baseline", "imix": "i-Mix", "imix+inputmix": "i-Mix + InputMix"}
+# A copy of the committed summary and protocol inside the package, for a notebook run without the repository.
+PACKAGED = Path(__file__).with_name("regime_results")
 FILES = ("summary.csv", "table.md", "regime_epochs.png", "regime_data.png")
 
 
@@ -62,12 +64,13 @@ def read_summary(path: str | os.PathLike) -> list[dict[str, Any]]:
 
 def find_results(start: str | os.PathLike | None = None) -> Path | None:
     """The folder holding the committed ``results/regime/summary.csv``: from ``start`` (default the
-    working folder) up to the file system's root, as when a notebook runs in ``notebooks/``."""
+    working folder) up to the file system's root, as when a notebook runs in ``notebooks/``; else the
+    copy installed with the package (Colab, a wheel), else None."""
     here = Path(start or Path.cwd()).resolve()
     for folder in (here, *here.parents):
         if (folder / "results" / "regime" / "summary.csv").is_file():
             return folder / "results" / "regime"
-    return None
+    return PACKAGED if (PACKAGED / "summary.csv").is_file() else None
 
 
 def load_summary(folder: str | os.PathLike | None = None) -> list[dict[str, Any]]:
@@ -224,6 +227,38 @@ def plot_regime(rows: Sequence[dict[str, Any]], sweep: str, p: dict[str, Any]) -
                  + "; CIFAR-10 16 px, small ConvNet, mean ± std over seeds", fontsize=10)
     fig.tight_layout()
     return fig
+
+
+def plot_cell(rows: Sequence[dict[str, Any]], title: str = "") -> Figure:
+    """One cell's runs: per probe, each variant's mean ± std over seeds (the seeds as grey dots).
+
+    Points, not bars: the y-axis is zoomed to the data, which would make bar lengths misleading.
+    """
+    fig = Figure(figsize=(7.5, 3.0))
+    axes = fig.subplots(1, len(PROBES), squeeze=False)[0]
+    colours = dict(zip(VARIANT_NAMES, matplotlib.colormaps["tab10"].colors))
+    for ax, probe in zip(axes, PROBES):
+        variants = [v for v in VARIANT_NAMES if any(r["variant"] == v and r["probe"] == probe for r in rows)]
+        for k, variant in enumerate(variants):
+            vals = [r["accuracy"] for r in rows if (r["variant"], r["probe"]) == (variant, probe) and r["accuracy"] is not None]
+            m, sd = mean_std(vals)
+            ax.errorbar([k], [m], yerr=[sd], fmt="o", ms=7, capsize=5, color=colours[variant])
+            ax.scatter([k + 0.12] * len(vals), vals, s=8, color="grey", zorder=3)
+        ax.set_xticks(range(len(variants)), [VARIANT_NAMES[v].replace(" + ", "\n+ ") for v in variants], fontsize=8)
+        ax.set_xlim(-0.5, len(variants) - 0.5)
+        ax.set_ylabel(f"test top-1 % ({PROBE_NAMES[probe]})", fontsize=8)
+        ax.grid(axis="y", alpha=0.3)
+    if title:
+        fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def same_as(live: Sequence[dict[str, Any]], committed: Sequence[dict[str, Any]]) -> tuple[int, int]:
+    """How many of the ``live`` rows have exactly the accuracy of the same run in ``committed``, of how many."""
+    key = lambda r: tuple(r[k] for k in COLUMNS[:-1])  # noqa: E731
+    known = {key(r): r["accuracy"] for r in committed}
+    return sum(known.get(key(r)) == r["accuracy"] for r in live), len(live)
 
 
 def _sweep_cells(p: dict[str, Any], sweep: str) -> set[tuple[int, int]]:
