@@ -1,6 +1,6 @@
 # The commands a new user needs; lab, demo and test create .venv and install on first use.
 #   make lab    open the course in JupyterLab (extra Jupyter flags: make lab ARGS="--port 8899")
-#   make demo   a 2-4 minute headless i-Mix vs. baseline run on scikit-learn's digits (one CPU thread)
+#   make demo   a 2-3 minute headless i-Mix vs. baseline run on scikit-learn's digits (3 seeds, one CPU thread)
 #   make test   the whole test suite, notebooks included (nbval, quick mode)
 #   make bundle dist/imix-teach.zip: the wheel beside the notebooks, for Colab or a machine without this repository
 #   make site   the course website in site/, from the committed notebooks (runs none); python3 -m http.server -d site

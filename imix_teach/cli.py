@@ -4,7 +4,7 @@
     torchrun --standalone --nproc_per_node 2 -m imix_teach pretrain --dataset digits --out runs/ddp
     imix-teach reproduce --preset cpu --domain all --methods npair,moco,byol --seeds 3 --out results/cpu
     imix-teach reproduce --preset paper --domain image --estimate-steps 5      # time steps, extrapolate
-    imix-teach demo                                                              # 2-minute digits demo
+    imix-teach demo                                                              # 2-3 minute digits demo
 """
 from __future__ import annotations
 
@@ -70,7 +70,7 @@ def _parser() -> argparse.ArgumentParser:
     t = sub.add_parser("pretrain", help="pretrain one method on one dataset (also under torchrun), then evaluate",
                        description=pretrain_command.__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     pretrain_command.add_arguments(t)
-    d = sub.add_parser("demo", help="i-Mix vs. baseline on scikit-learn's digits (about 2 minutes on CPU)")
+    d = sub.add_parser("demo", help="i-Mix vs. baseline on scikit-learn's digits, 3 seeds (2-3 minutes on one CPU thread)")
     d.add_argument("args", nargs=argparse.REMAINDER, help="passed to python -m imix_teach.demo")
     return parser
 

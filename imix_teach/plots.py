@@ -9,6 +9,7 @@ import numpy as np
 import torch
 from matplotlib.axes import Axes
 
+from . import tables
 from .experiment import RunResult
 
 
@@ -69,6 +70,42 @@ def plot_comparison(results: Sequence[RunResult], metric: str = "linear", ax: Ax
         ax.set_ylim(max(0.0, min(values) - 15), min(100.0, max(values) + 8))
     ax.set(ylabel=f"{metric} top-1 (%)", title=title or f"{metric} accuracy: baseline vs i-Mix")
     ax.legend(fontsize=8, loc="lower right")
+    return ax
+
+
+def plot_points(results: Sequence[RunResult], metric: str = "linear", ax: Axes | None = None,
+                reference: Sequence[RunResult] = (), title: str | None = None) -> Axes:
+    """Per method, baseline and i-Mix as a dot at the mean with a mean ± std bar, each seed a grey dot, on the
+    whole 0-100 % axis (no zoom that would magnify small gaps); ``reference`` runs (e.g. a never-trained
+    encoder) as a dashed line at their mean with a band of ± one std."""
+    stats = mean_std(results, metric)
+    methods = list(dict.fromkeys(r.method for r in results))
+    if ax is None:
+        _, ax = plt.subplots(figsize=(1.6 * len(methods) + 2, 3.2))
+    ref = [100 * getattr(r, metric) for r in reference if getattr(r, metric) is not None]
+    if ref:
+        mu, sd = tables.mean_std(ref)
+        ax.axhspan(mu - sd, mu + sd, color="grey", alpha=0.2, lw=0)
+        ax.axhline(mu, color="grey", ls="--", lw=1, label=f"{reference[0].method} ({mu:.1f})")
+    for j, on in enumerate((False, True)):
+        label = "i-Mix" if on else "baseline"
+        for k, method in enumerate(methods):
+            if (method, on) not in stats:
+                continue
+            x = k + (j - 0.5) * 0.38
+            mu, sd, _ = stats[(method, on)]
+            seeds = [100 * getattr(r, metric) for r in results
+                     if (r.method, r.alpha is not None) == (method, on) and getattr(r, metric) is not None]
+            ax.scatter([x + 0.08] * len(seeds), seeds, s=6, color="grey", zorder=3)
+            ax.errorbar([x], [mu], yerr=[sd], fmt="o", ms=5, capsize=3, color="tab:orange" if on else "tab:blue",
+                        label=label)
+            label = None  # one legend entry per variant
+    ax.set_xticks(range(len(methods)), methods)
+    ax.set_xlim(-0.6, len(methods) - 0.4)
+    ax.set_ylim(0, 100)
+    ax.grid(axis="y", alpha=0.3)
+    ax.set(ylabel=f"{metric} top-1 (%)", title=title or f"{metric} accuracy: baseline vs i-Mix, mean ± std")
+    ax.legend(fontsize=7, loc="lower right")
     return ax
 
 

@@ -31,3 +31,16 @@ def markdown_table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
     lines = ["| " + " | ".join(map(str, header)) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(map(str, row)) + " |" for row in rows]
     return "\n".join(lines)
+
+
+def apart(a: Sequence[float], b: Sequence[float]) -> bool:
+    """Whether the mean ± std bars of two samples do not overlap: ``|mean(a) - mean(b)| > std(a) + std(b)``
+    (sample std). False when either has fewer than two values: one value has no spread to be beyond.
+
+    This is what "beyond the spread" means everywhere in the course: ``apart([70, 71, 72], [74, 75, 76])``
+    is True (bars 70-72 and 74-76), ``apart([70, 72, 74], [73, 74, 75])`` False (70-74 overlaps 73-75).
+    """
+    if len(a) < 2 or len(b) < 2:
+        return False
+    (ma, sa), (mb, sb) = mean_std(a), mean_std(b)
+    return abs(ma - mb) > sa + sb

@@ -23,7 +23,7 @@ import matplotlib
 from matplotlib.figure import Figure
 
 from ..files import atomic_write
-from ..tables import markdown_table, mean_std
+from ..tables import apart, markdown_table, mean_std
 
 COLUMNS = ("augmentation", "per_class", "epochs", "method", "variant", "probe", "seed", "accuracy")
 PROBES = ("linear", "knn")
@@ -110,9 +110,9 @@ def gain(by_variant: dict[str, dict[int, float]], variant: str) -> dict[str, Any
     if not seeds:
         return None
     diff = mean_std([other[s] - base[s] for s in seeds])
-    (mb, sb), (mo, so) = mean_std([base[s] for s in seeds]), mean_std([other[s] for s in seeds])
-    return dict(gain=mo - mb, spread=diff[1], seeds=len(seeds), apart=len(seeds) > 1 and abs(mo - mb) > sb + so,
-                baseline=(mb, sb), variant=(mo, so))
+    b, o = [base[s] for s in seeds], [other[s] for s in seeds]
+    (mb, sb), (mo, so) = mean_std(b), mean_std(o)
+    return dict(gain=mo - mb, spread=diff[1], seeds=len(seeds), apart=apart(b, o), baseline=(mb, sb), variant=(mo, so))
 
 
 def _fmt(values: dict[int, float]) -> str:
