@@ -9,7 +9,7 @@ import pytest
 import torch
 from torch import nn
 
-from imix_teach.data.augment import ImageAugment
+from imix_teach.data.augment import ImageAugment, hsv_sector_values, hsv_to_rgb
 from imix_teach.methods import build_method
 from imix_teach.models import MaxPool2d, SmallConvNet
 from imix_teach.train import StepOptions, train_step
@@ -75,3 +75,19 @@ def test_training_steps_are_bit_identical_to_torch_pools(method, alpha):
     assert same_bits(torch.stack(fast.losses), torch.stack(plain.losses))
     for (name, a), b in zip(fast.state_dict().items(), plain.state_dict().values()):
         assert torch.equal(a, b) and (not a.is_floating_point() or same_bits(a.float(), b.float())), name
+
+
+def test_hsv_to_rgb_takes_each_sectors_value_exactly():
+    """Every pixel gets torchvision's (r, g, b) pattern of its hue sector, the same floats bit for bit."""
+    g = torch.Generator().manual_seed(0)
+    h, s, v = (torch.rand(4, 9, 9, generator=g) for _ in range(3))
+    h.view(-1)[:8] = torch.tensor([0.0, 1 / 6, 2 / 6, 0.5, 4 / 6, 5 / 6, 1 - 1e-7, 0.999])  # sector edges
+    s.view(-1)[:2], v.view(-1)[2:4] = 0.0, 1.0
+    rgb = hsv_to_rgb(h, s, v)
+    sectors, values = hsv_sector_values(h, s, v)
+    v, q, p, t = values.unbind(1)
+    for sector, pattern in enumerate(((v, t, p), (q, v, p), (p, v, t), (p, q, v), (t, p, v), (v, p, q))):
+        here = sectors == sector
+        assert here.any()
+        for channel, value in enumerate(pattern):
+            assert same_bits(rgb[:, channel][here], value[here])
