@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 from torchvision.models import resnet18, resnet50
 
@@ -82,6 +83,37 @@ class MaxPool2d(nn.MaxPool2d):
         return _ChannelsLastMaxPool.apply(x, self)
 
 
+class _LayoutKeepingAvgPool(torch.autograd.Function):
+    """adaptive_avg_pool2d(x, 1) whose input gradient keeps x's channels_last layout (PyTorch's is NCHW)."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor) -> torch.Tensor:
+        ctx.save_for_backward(x)
+        return F.adaptive_avg_pool2d(x, 1)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
+        (x,) = ctx.saved_tensors
+        return torch.ops.aten._adaptive_avg_pool2d_backward(grad, x).contiguous(memory_format=torch.channels_last)
+
+
+class GlobalAvgPool(nn.AdaptiveAvgPool2d):
+    """``nn.AdaptiveAvgPool2d(1)``; on a channels_last batch its backward returns a channels_last gradient.
+
+    Same values either way. With ``pretrain(channels_last=True)`` an NCHW gradient would make the
+    ReLU and batch-norm backward passes below it mix layouts, a slow path on the CPU.
+    """
+
+    def __init__(self) -> None:
+        super().__init__(1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(N, C, H, W) -> (N, C, 1, 1)."""
+        if x.dim() == 4 and not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last):
+            return _LayoutKeepingAvgPool.apply(x)
+        return super().forward(x)
+
+
 class SmallConvNet(nn.Sequential):
     """conv-BN-ReLU blocks (pool between), global average pool: (N, C, H, W) -> (N, 4 * width).
 
@@ -97,7 +129,7 @@ class SmallConvNet(nn.Sequential):
             if b < blocks - 1:
                 layers.append(MaxPool2d(2, ceil_mode=True))
             channels = out
-        layers += [nn.AdaptiveAvgPool2d(1), nn.Flatten()]
+        layers += [GlobalAvgPool(), nn.Flatten()]
         super().__init__(*layers)
         self.out_dim = channels
 

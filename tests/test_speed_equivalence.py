@@ -11,7 +11,7 @@ from torch import nn
 
 from imix_teach.data.augment import ImageAugment, hsv_sector_values, hsv_to_rgb
 from imix_teach.methods import build_method
-from imix_teach.models import MaxPool2d, SmallConvNet
+from imix_teach.models import GlobalAvgPool, MaxPool2d, SmallConvNet
 from imix_teach.train import StepOptions, train_step
 
 
@@ -21,13 +21,15 @@ def same_bits(a: torch.Tensor, b: torch.Tensor) -> bool:
 
 
 def _plain_pools(module: nn.Module) -> nn.Module:
-    """A copy of ``module`` with every fast MaxPool2d swapped for torch's own nn.MaxPool2d."""
+    """A copy of ``module`` with the fast MaxPool2d and GlobalAvgPool swapped for torch's own modules."""
     twin = copy.deepcopy(module)
     for parent in twin.modules():
         for name, child in parent.named_children():
             if isinstance(child, MaxPool2d):
                 setattr(parent, name, nn.MaxPool2d(child.kernel_size, child.stride, child.padding, child.dilation,
                                                    ceil_mode=child.ceil_mode))
+            elif isinstance(child, GlobalAvgPool):
+                setattr(parent, name, nn.AdaptiveAvgPool2d(1))
     return twin
 
 
@@ -58,20 +60,41 @@ def test_maxpool_fast_path_is_the_one_taken_on_cpu():
     assert type(SmallConvNet(3, 4)[3]) is MaxPool2d
 
 
-@pytest.mark.parametrize("method, alpha", [("npair", None), ("npair", 1.0), ("moco", 1.0)])
-def test_training_steps_are_bit_identical_to_torch_pools(method, alpha):
-    """Three train_steps (augmentation, i-Mix, backward, SGD, EMA) give the same weights either way."""
+def test_global_avg_pool_keeps_a_channels_last_gradient_with_the_same_values():
+    x = torch.randn(3, 5, 4, 4).contiguous(memory_format=torch.channels_last).requires_grad_()
+    grads = {}
+    outs = {}
+    for name, pool in (("fast", GlobalAvgPool()), ("plain", nn.AdaptiveAvgPool2d(1))):
+        hidden = x * 1.0  # what reaches the pool in a network: an intermediate, whose gradient the engine passes on as is
+        hidden.register_hook(lambda g, name=name: grads.__setitem__(name, g))
+        outs[name] = pool(hidden)
+        outs[name].backward(torch.ones(outs[name].shape))
+    assert same_bits(outs["fast"], outs["plain"])
+    assert grads["fast"].is_contiguous(memory_format=torch.channels_last)
+    assert not grads["plain"].is_contiguous(memory_format=torch.channels_last)  # what the fast path avoids
+    assert same_bits(grads["fast"].contiguous(), grads["plain"].contiguous())
+
+
+@pytest.mark.parametrize("method, alpha, channels_last", [("npair", None, False), ("npair", 1.0, False),
+                                                          ("moco", 1.0, False), ("npair", 1.0, True)])
+def test_training_steps_are_bit_identical_to_torch_pools(method, alpha, channels_last):
+    """Three train_steps (augmentation, i-Mix, backward, SGD, EMA) give the same weights either way,
+    in the default layout and in pretrain's opt-in channels_last one."""
     torch.manual_seed(0)
     extra = dict(queue_size=64) if method == "moco" else {}
     fast = build_method(method, SmallConvNet(3, 8), proj_hidden=32, proj_dim=16, **extra)
     plain = _plain_pools(fast)
-    assert not any(isinstance(m, MaxPool2d) for m in plain.modules())
+    assert not any(isinstance(m, (MaxPool2d, GlobalAvgPool)) for m in plain.modules())
+    if channels_last:
+        fast.to(memory_format=torch.channels_last)
+        plain.to(memory_format=torch.channels_last)
     aug = ImageAugment((16, 16), (0.5, 0.5, 0.5), (0.25, 0.25, 0.25))
     x = torch.randint(0, 256, (32, 3, 16, 16), dtype=torch.uint8, generator=torch.Generator().manual_seed(1))
     for model in (fast, plain):
         opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, weight_decay=1e-4)
         gen = torch.Generator().manual_seed(2)
-        model.losses = [train_step(model, x, aug, opt, gen, StepOptions(alpha=alpha)) for _ in range(3)]
+        options = StepOptions(alpha=alpha, channels_last=channels_last)
+        model.losses = [train_step(model, x, aug, opt, gen, options) for _ in range(3)]
     assert same_bits(torch.stack(fast.losses), torch.stack(plain.losses))
     for (name, a), b in zip(fast.state_dict().items(), plain.state_dict().values()):
         assert torch.equal(a, b) and (not a.is_floating_point() or same_bits(a.float(), b.float())), name
