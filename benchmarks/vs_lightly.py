@@ -75,7 +75,7 @@ def images(per_class: int, root: str | None) -> tuple[torch.Tensor, ImageAugment
     """uint8 (N, 3, 32, 32) CIFAR-10 training images and the library's augmentation for them."""
     try:
         d = load("cifar10", "train", root=root, download=False, per_class=per_class, image_size=SIZE)
-        return d.inputs, d.augmenter, f"CIFAR-10 training images ({len(d)}, {per_class} per class, {d.info['source']})"
+        return d.inputs, d.augmenter, f"CIFAR-10 training images ({len(d)}, {per_class} per class)"
     except FileNotFoundError as err:
         mean, std = CIFAR_STATS["cifar10"]
         x = torch.randint(0, 256, (10 * per_class, 3, SIZE, SIZE), dtype=torch.uint8,
