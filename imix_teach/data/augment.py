@@ -19,6 +19,7 @@ pipeline (for DataLoader workers); ``benchmarks/augment_throughput.py`` compares
 """
 from __future__ import annotations
 
+import functools
 import math
 from typing import Optional
 
@@ -61,8 +62,13 @@ def rgb_to_hsv(x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
     return h, s, maxc
 
 
-# Which of (v, q, p, t) each channel takes in each of the six hue sectors (torchvision's table).
-_SECTORS = torch.tensor([[0, 1, 2, 2, 3, 0], [3, 0, 0, 1, 2, 2], [2, 2, 3, 0, 0, 1]])
+@functools.lru_cache(maxsize=None)
+def _sectors(device: torch.device) -> Tensor:
+    """Which of (v, q, p, t) each channel takes in each of the six hue sectors (torchvision's table), (3, 6).
+
+    One copy per device: a host-to-device copy in every call would make each step wait for the GPU.
+    """
+    return torch.tensor([[0, 1, 2, 2, 3, 0], [3, 0, 0, 1, 2, 2], [2, 2, 3, 0, 0, 1]], device=device)
 
 
 def hsv_sector_values(h: Tensor, s: Tensor, v: Tensor) -> tuple[Tensor, Tensor]:
@@ -78,7 +84,7 @@ def hsv_sector_values(h: Tensor, s: Tensor, v: Tensor) -> tuple[Tensor, Tensor]:
 def hsv_to_rgb(h: Tensor, s: Tensor, v: Tensor) -> Tensor:
     """h, s, v (N, H, W) -> (N, 3, H, W): each channel picks one of v, q, p, t by the pixel's hue sector."""
     i, values = hsv_sector_values(h, s, v)
-    choice = _SECTORS.to(i.device)[:, i].transpose(0, 1)  # (N, 3, H, W) indices into (v, q, p, t)
+    choice = _sectors(i.device)[:, i].transpose(0, 1)  # (N, 3, H, W) indices into (v, q, p, t)
     return values.gather(1, choice)
 
 
