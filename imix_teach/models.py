@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 from torchvision.models import resnet18, resnet50
 
@@ -45,6 +46,74 @@ def cifar_resnet(depth: int = 18, in_channels: int = 3) -> nn.Module:
     return net
 
 
+class _ChannelsLastMaxPool(torch.autograd.Function):
+    """max_pool2d of an NCHW CPU tensor: the forward by the channels_last kernel, the backward by the NCHW one.
+
+    The argmax indices (ih * W + iw within each image plane) do not depend on the memory layout, so
+    PyTorch's own NCHW backward kernel takes them as they are.
+    """
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, pool: nn.MaxPool2d) -> torch.Tensor:
+        args = (pool.kernel_size, pool.stride, pool.padding, pool.dilation, pool.ceil_mode)
+        out, idx = torch.ops.aten.max_pool2d_with_indices(x.contiguous(memory_format=torch.channels_last), *args)
+        ctx.save_for_backward(x, idx.contiguous())
+        ctx.args = args
+        return out.contiguous()
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, None]:
+        x, idx = ctx.saved_tensors
+        return torch.ops.aten.max_pool2d_with_indices_backward(grad.contiguous(), x, *ctx.args, idx), None
+
+
+class MaxPool2d(nn.MaxPool2d):
+    """``nn.MaxPool2d`` that pools NCHW CPU batches with PyTorch's channels_last kernel, about 5x faster.
+
+    Bit for bit the same: a max is exact and both kernels pick the first maximum of a window in the
+    same scan order, so the output and the argmax indices are the same, and the backward pass is
+    PyTorch's own NCHW one on those indices. Only the forward's memory layout differs; the output is NCHW.
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(N, C, H, W) -> (N, C, H', W'), as ``nn.MaxPool2d``."""
+        if (x.device.type != "cpu" or x.dim() != 4 or self.return_indices or torch.compiler.is_compiling()
+                or x.is_contiguous(memory_format=torch.channels_last)):
+            return super().forward(x)
+        return _ChannelsLastMaxPool.apply(x, self)
+
+
+class _LayoutKeepingAvgPool(torch.autograd.Function):
+    """adaptive_avg_pool2d(x, 1) whose input gradient keeps x's channels_last layout (PyTorch's is NCHW)."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor) -> torch.Tensor:
+        ctx.save_for_backward(x)
+        return F.adaptive_avg_pool2d(x, 1)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
+        (x,) = ctx.saved_tensors
+        return torch.ops.aten._adaptive_avg_pool2d_backward(grad, x).contiguous(memory_format=torch.channels_last)
+
+
+class GlobalAvgPool(nn.AdaptiveAvgPool2d):
+    """``nn.AdaptiveAvgPool2d(1)``; on a channels_last batch its backward returns a channels_last gradient.
+
+    Same values either way. With ``pretrain(channels_last=True)`` an NCHW gradient would make the
+    ReLU and batch-norm backward passes below it mix layouts, a slow path on the CPU.
+    """
+
+    def __init__(self) -> None:
+        super().__init__(1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(N, C, H, W) -> (N, C, 1, 1)."""
+        if x.dim() == 4 and not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last):
+            return _LayoutKeepingAvgPool.apply(x)
+        return super().forward(x)
+
+
 class SmallConvNet(nn.Sequential):
     """conv-BN-ReLU blocks (pool between), global average pool: (N, C, H, W) -> (N, 4 * width).
 
@@ -58,9 +127,9 @@ class SmallConvNet(nn.Sequential):
             out = width * 2 ** min(b, 2)
             layers += [nn.Conv2d(channels, out, 3, padding=1, bias=False), nn.BatchNorm2d(out), nn.ReLU(inplace=True)]
             if b < blocks - 1:
-                layers.append(nn.MaxPool2d(2, ceil_mode=True))
+                layers.append(MaxPool2d(2, ceil_mode=True))
             channels = out
-        layers += [nn.AdaptiveAvgPool2d(1), nn.Flatten()]
+        layers += [GlobalAvgPool(), nn.Flatten()]
         super().__init__(*layers)
         self.out_dim = channels
 

@@ -19,6 +19,7 @@ pipeline (for DataLoader workers); ``benchmarks/augment_throughput.py`` compares
 """
 from __future__ import annotations
 
+import functools
 import math
 from typing import Optional
 
@@ -61,18 +62,30 @@ def rgb_to_hsv(x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
     return h, s, maxc
 
 
-def hsv_to_rgb(h: Tensor, s: Tensor, v: Tensor) -> Tensor:
-    """h, s, v (N, H, W) -> (N, 3, H, W): pick one of six (r, g, b) patterns per pixel."""
+@functools.lru_cache(maxsize=None)
+def _sectors(device: torch.device) -> Tensor:
+    """Which of (v, q, p, t) each channel takes in each of the six hue sectors (torchvision's table), (3, 6).
+
+    One copy per device: a host-to-device copy in every call would make each step wait for the GPU.
+    """
+    return torch.tensor([[0, 1, 2, 2, 3, 0], [3, 0, 0, 1, 2, 2], [2, 2, 3, 0, 0, 1]], device=device)
+
+
+def hsv_sector_values(h: Tensor, s: Tensor, v: Tensor) -> tuple[Tensor, Tensor]:
+    """h, s, v (N, H, W) -> (hue sector i in 0..5 (N, H, W), the candidate values (v, q, p, t) stacked (N, 4, H, W))."""
     i = torch.floor(h * 6.0)
     f = h * 6.0 - i
-    i = i.long() % 6
     p = (v * (1.0 - s)).clamp(0.0, 1.0)
     q = (v * (1.0 - s * f)).clamp(0.0, 1.0)
     t = (v * (1.0 - s * (1.0 - f))).clamp(0.0, 1.0)
-    patterns = ((v, q, p, p, t, v), (t, v, v, q, p, p), (p, p, t, v, v, q))
-    table = torch.stack([torch.stack(ch, 1) for ch in patterns], 1)  # (N, 3, 6, H, W)
-    idx = i[:, None, None].expand(-1, 3, 1, -1, -1)
-    return table.gather(2, idx).squeeze(2)
+    return i.long() % 6, torch.stack((v, q, p, t), 1)
+
+
+def hsv_to_rgb(h: Tensor, s: Tensor, v: Tensor) -> Tensor:
+    """h, s, v (N, H, W) -> (N, 3, H, W): each channel picks one of v, q, p, t by the pixel's hue sector."""
+    i, values = hsv_sector_values(h, s, v)
+    choice = _sectors(i.device)[:, i].transpose(0, 1)  # (N, 3, H, W) indices into (v, q, p, t)
+    return values.gather(1, choice)
 
 
 def color_jitter(x: Tensor, b: Tensor, c: Tensor, s: Tensor, h: Tensor) -> Tensor:

@@ -1,0 +1,116 @@
+"""The CPU fast paths compute exactly what the plain code computed: same tensors, bit for bit.
+
+Committed results (the regime grid, notebooks 07 and 08) promise that a one-thread rerun gives
+their numbers to the last digit, so a speed-up of the default path must not move a single bit.
+"""
+import copy
+
+import pytest
+import torch
+from torch import nn
+
+from imix_teach.data.augment import ImageAugment, hsv_sector_values, hsv_to_rgb
+from imix_teach.methods import build_method
+from imix_teach.models import GlobalAvgPool, MaxPool2d, SmallConvNet
+from imix_teach.train import StepOptions, train_step
+
+
+def same_bits(a: torch.Tensor, b: torch.Tensor) -> bool:
+    """Equal bit for bit: -0.0 differs from 0.0 and a NaN equals the same NaN (torch.equal says otherwise)."""
+    return a.dtype == b.dtype and a.shape == b.shape and torch.equal(a.view(torch.int32), b.view(torch.int32))
+
+
+def _plain_pools(module: nn.Module) -> nn.Module:
+    """A copy of ``module`` with the fast MaxPool2d and GlobalAvgPool swapped for torch's own modules."""
+    twin = copy.deepcopy(module)
+    for parent in twin.modules():
+        for name, child in parent.named_children():
+            if isinstance(child, MaxPool2d):
+                setattr(parent, name, nn.MaxPool2d(child.kernel_size, child.stride, child.padding, child.dilation,
+                                                   ceil_mode=child.ceil_mode))
+            elif isinstance(child, GlobalAvgPool):
+                setattr(parent, name, nn.AdaptiveAvgPool2d(1))
+    return twin
+
+
+@pytest.mark.parametrize("shape, kernel, stride, ceil", [
+    ((4, 3, 8, 8), 2, None, True), ((3, 5, 7, 9), 2, None, True), ((2, 4, 9, 7), 3, 2, False), ((2, 1, 6, 6), 2, 1, True),
+])
+def test_maxpool_matches_torch_bit_for_bit_with_ties(shape, kernel, stride, ceil):
+    g = torch.Generator().manual_seed(0)
+    # Small integers after a ReLU: most windows hold ties (zeros and equal values), where the argmax rule matters.
+    x = torch.randint(-2, 3, shape, generator=g).float().relu()
+    # and the cases where a max is not a plain comparison: signed zeros, infinities, NaN
+    x.view(-1)[:6] = torch.tensor([-0.0, 0.0, float("-inf"), float("nan"), float("inf"), -0.0])
+    x.requires_grad_()
+    y = x.detach().clone().requires_grad_()
+    fast, plain = MaxPool2d(kernel, stride, ceil_mode=ceil), nn.MaxPool2d(kernel, stride, ceil_mode=ceil)
+    out_fast, out_plain = fast(x), plain(y)
+    assert out_fast.is_contiguous() and same_bits(out_fast, out_plain)
+    grad = torch.randn(out_plain.shape, generator=g)
+    grad.view(-1)[:2] = -0.0
+    out_fast.backward(grad)
+    out_plain.backward(grad)
+    assert x.grad.is_contiguous() and same_bits(x.grad, y.grad)
+
+
+def test_maxpool_fast_path_is_the_one_taken_on_cpu():
+    x = torch.randn(2, 3, 8, 8, requires_grad=True)
+    assert type(MaxPool2d(2)(x).grad_fn).__name__ == "_ChannelsLastMaxPoolBackward"
+    assert type(SmallConvNet(3, 4)[3]) is MaxPool2d
+
+
+def test_global_avg_pool_keeps_a_channels_last_gradient_with_the_same_values():
+    x = torch.randn(3, 5, 4, 4).contiguous(memory_format=torch.channels_last).requires_grad_()
+    grads = {}
+    outs = {}
+    for name, pool in (("fast", GlobalAvgPool()), ("plain", nn.AdaptiveAvgPool2d(1))):
+        hidden = x * 1.0  # what reaches the pool in a network: an intermediate, whose gradient the engine passes on as is
+        hidden.register_hook(lambda g, name=name: grads.__setitem__(name, g))
+        outs[name] = pool(hidden)
+        outs[name].backward(torch.ones(outs[name].shape))
+    assert same_bits(outs["fast"], outs["plain"])
+    assert grads["fast"].is_contiguous(memory_format=torch.channels_last)
+    assert not grads["plain"].is_contiguous(memory_format=torch.channels_last)  # what the fast path avoids
+    assert same_bits(grads["fast"].contiguous(), grads["plain"].contiguous())
+
+
+@pytest.mark.parametrize("method, alpha, channels_last", [("npair", None, False), ("npair", 1.0, False),
+                                                          ("moco", 1.0, False), ("npair", 1.0, True)])
+def test_training_steps_are_bit_identical_to_torch_pools(method, alpha, channels_last):
+    """Three train_steps (augmentation, i-Mix, backward, SGD, EMA) give the same weights either way,
+    in the default layout and in pretrain's opt-in channels_last one."""
+    torch.manual_seed(0)
+    extra = dict(queue_size=64) if method == "moco" else {}
+    fast = build_method(method, SmallConvNet(3, 8), proj_hidden=32, proj_dim=16, **extra)
+    plain = _plain_pools(fast)
+    assert not any(isinstance(m, (MaxPool2d, GlobalAvgPool)) for m in plain.modules())
+    if channels_last:
+        fast.to(memory_format=torch.channels_last)
+        plain.to(memory_format=torch.channels_last)
+    aug = ImageAugment((16, 16), (0.5, 0.5, 0.5), (0.25, 0.25, 0.25))
+    x = torch.randint(0, 256, (32, 3, 16, 16), dtype=torch.uint8, generator=torch.Generator().manual_seed(1))
+    for model in (fast, plain):
+        opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, weight_decay=1e-4)
+        gen = torch.Generator().manual_seed(2)
+        options = StepOptions(alpha=alpha, channels_last=channels_last)
+        model.losses = [train_step(model, x, aug, opt, gen, options) for _ in range(3)]
+    assert same_bits(torch.stack(fast.losses), torch.stack(plain.losses))
+    for (name, a), b in zip(fast.state_dict().items(), plain.state_dict().values()):
+        assert torch.equal(a, b) and (not a.is_floating_point() or same_bits(a.float(), b.float())), name
+
+
+def test_hsv_to_rgb_takes_each_sectors_value_exactly():
+    """Every pixel gets torchvision's (r, g, b) pattern of its hue sector, the same floats bit for bit."""
+    g = torch.Generator().manual_seed(0)
+    h, s, v = (torch.rand(4, 9, 9, generator=g) for _ in range(3))
+    h.view(-1)[:8] = torch.tensor([0.0, 1 / 6, 2 / 6, 0.5, 4 / 6, 5 / 6, 1 - 1e-7, 0.999])  # sector edges
+    s.view(-1)[:2], v.view(-1)[2:4] = 0.0, 1.0
+    rgb = hsv_to_rgb(h, s, v)
+    sectors, values = hsv_sector_values(h, s, v)
+    v, q, p, t = values.unbind(1)
+    for sector, pattern in enumerate(((v, t, p), (q, v, p), (p, v, t), (p, q, v), (t, p, v), (v, p, q))):
+        here = sectors == sector
+        assert here.any()
+        for channel, value in enumerate(pattern):
+            assert same_bits(rgb[:, channel][here], value[here])
