@@ -141,7 +141,9 @@ def pretrain(
     (mode="cutmix", per_sample=True, max_lam=True). inputmix: InputMix (Table 3), True or "per_view"
     (partners from the same view) or "both_views" (from both, the authors' code). labels: for
     SupervisedNPair. batch_size: the global batch, split over torchrun's processes; lr None =
-    0.125 * batch_size / 256. sync_bn: SyncBatchNorm when several processes train. checkpoint: a
+    0.125 * batch_size / 256. sync_bn: SyncBatchNorm when several processes train. channels_last:
+    "auto" trains image batches (N, C, H, W) in the channels_last layout on CUDA and CPU (faster steps,
+    the same sums in another order); False keeps NCHW. checkpoint: a
     file written atomically after every epoch (rank 0); with ``resume`` a run continues from it,
     applying (and saying) a changed lr, momentum, weight decay, epochs or warm-up, and refusing
     another run's checkpoint. callback(epoch, history) runs after each epoch's checkpoint. seed: an
@@ -270,7 +272,11 @@ def _prepare(method: ContrastiveMethod, inputs: torch.Tensor, ctx: distributed.C
              weight_decay: float, base_lr: float):
     """Device, memory layout, compile, SyncBN + DDP, the optimiser and the fp16 scaler."""
     method.to(ctx.device)
-    use_cl = channels_last is True or (channels_last == "auto" and ctx.device.type == "cuda" and inputs.dim() == 4)
+    # "auto": image batches (N, C, H, W) train channels_last on CUDA and on CPUs, where oneDNN's NHWC kernels
+    # run the small ConvNet's step 1.15-1.25x faster (benchmarks/vs_lightly.py); the floats are summed in
+    # another order, so numbers differ from the NCHW layout in the last bits (channels_last=False keeps it).
+    use_cl = channels_last is True or (channels_last == "auto" and ctx.device.type in ("cuda", "cpu")
+                                       and inputs.dim() == 4)
     if use_cl:
         method.to(memory_format=torch.channels_last)
     if compile:

@@ -36,6 +36,9 @@ from ..train import NonFiniteLossError, pretrain
 from .regime_report import write_report
 from .store import ResultStore, check_writable, claimed
 
+# The grid ran in the NCHW layout (the library's CPU default then); its runs, and live_cell's, keep it so that
+# a rerun on the grid's machine gives the committed numbers (pretrain's "auto" now trains CPUs channels_last).
+LAYOUT = False
 VARIANTS = {"baseline": (False, False), "imix": (True, False), "imix+inputmix": (True, True)}  # (i-Mix, InputMix)
 
 
@@ -193,7 +196,8 @@ def execute(run: RegimeRun, data: RegimeData, *, device: str | torch.device | No
                            augment=augmenter(run.augmentation, train, s), epochs=run.epochs,
                            batch_size=s["batch_size"], seed=run.seed, tau=s["tau"], encoder=encoder,
                            probe_epochs=s["probes"]["linear_epochs"], lr=s["lr"], momentum=s["momentum"],
-                           weight_decay=s["weight_decay"], device=device, progress=False)
+                           weight_decay=s["weight_decay"], device=device, progress=False,
+                           channels_last=LAYOUT)
     except NonFiniteLossError as err:  # recorded, not retried: the report counts it
         return dict(common, linear=None, knn=None, error=str(err), pretrain_seconds=time.perf_counter() - tic,
                     eval_seconds=0.0, finished=_now())
@@ -249,7 +253,7 @@ def _time_steps(run: RegimeRun, data: RegimeData, steps: int) -> float:
                          **experiment.small_method_kwargs(run.method, len(train)))
     imix, inputmix = VARIANTS[run.variant]
     hist = pretrain(model, x, augmenter(run.augmentation, train, s), epochs=2, batch_size=bs,
-                    alpha=s["alpha"] if imix else None, inputmix=inputmix, progress=False)
+                    alpha=s["alpha"] if imix else None, inputmix=inputmix, progress=False, channels_last=LAYOUT)
     return hist.epoch_seconds[1] / max(1, len(x) // bs)  # the second epoch: after warm-up costs
 
 
@@ -319,8 +323,9 @@ def live_cell(augmentation: str, per_class: int, epochs: int, method: str,
     """Run one cell of the grid here, exactly as the grid ran it (its settings, one CPU thread), and return
     its rows in ``summary.csv``'s form (accuracy in percent); [] with a notice when CIFAR-10 is missing.
 
-    One thread, as the grid's processes had: the order of floating-point sums depends on the thread
-    count, so with one thread a run gives the committed record's numbers. quick (default: ``IMIX_QUICK``):
+    One thread and the NCHW layout, as the grid's processes had: the order of floating-point sums depends on
+    both (and on the processor's vector instructions), so on the grid's machine a run gives the committed
+    record's numbers, elsewhere numbers a point or so apart. quick (default: ``IMIX_QUICK``):
     the quick protocol's tiny sizes, a smoke test whose numbers mean nothing.
     """
     from ..config import quick_mode
