@@ -122,6 +122,7 @@ def test_imix_plot_readout_matches_the_library():
         queue_plot(momentum=1.0)
 
 
+@pytest.mark.slow
 def test_demo_is_deterministic_and_prints_the_readme_table(tmp_path, capsys):
     from pathlib import Path
 
