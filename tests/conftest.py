@@ -2,13 +2,13 @@
 
 - ``--dist loadfile`` hands each file to one worker whole: a notebook's cells run in order in one kernel,
   and a module-scoped fixture (a training run, a pair of processes, the built site) runs once.
-- Files with long tests start first and the many short ones fill the gaps at the end, so the workers
-  finish together instead of one of them running a long test alone at the end (with
-  ``--no-loadscope-reorder``, xdist keeps this order instead of sorting files by their number of tests).
+- Files with long tests start first, long tests first inside them, and the many short ones fill the gaps
+  at the end, so the workers finish together instead of one of them running a long test alone at the end
+  (with ``--no-loadscope-reorder``, xdist keeps this order instead of sorting files by their number of tests).
 - Each worker computes with one thread, and so do the notebook kernels and subprocesses it starts
   (they inherit ``OMP_NUM_THREADS``): as many workers as cores, and no threads spinning against each other.
 
-Without ``-n`` none of this changes anything but the order of the files.
+Without ``-n`` none of this changes anything but the order of the tests.
 """
 from __future__ import annotations
 
@@ -36,8 +36,10 @@ def _start_order(item: pytest.Item) -> int:
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Order whole files by their longest test; the sort is stable, so the order inside a file stays."""
+    """Order whole files by their longest test, and long tests first inside a file: xdist queues the next file
+    for a worker as its current one nears its end, and that file would wait behind a long last test.
+    The sort is stable: a notebook's cells, and tests of equal rank, keep their order."""
     rank: dict = {}
     for item in items:
         rank[item.path] = min(rank.get(item.path, 3), _start_order(item))
-    items.sort(key=lambda item: rank[item.path])
+    items.sort(key=lambda item: (rank[item.path], _start_order(item)))
