@@ -65,7 +65,8 @@ def _blockdiag(blocks: list[torch.Tensor]) -> torch.Tensor:
 
 def losses_worker(rank: int, out: Path) -> None:
     """Mean over ranks of each rank's loss vs the one-process loss on the whole batch; gradients too."""
-    dist.init_process_group("gloo")
+    if not dist.is_initialized():
+        dist.init_process_group("gloo")
     n, d, k, tau = 4, 6, 5, 0.3
     errors = {}
     for mixed in (False, True):
@@ -184,6 +185,16 @@ def resume_worker(rank: int, out: Path) -> None:
     dist.all_gather(queues, resumed.queue)
     torch.save(dict(straight=straight.state_dict(), resumed=resumed.state_dict(), queues=queues),
                out / f"resume{rank}.pt")
+
+
+def all_workers(rank: int, out: Path, names: list[str]) -> None:
+    """Every check above in one pair of processes (starting them is most of the cost).
+
+    The first ``pretrain`` starts the process group from torchrun's variables, as it does under torchrun.
+    """
+    training_worker(rank, out, names)
+    resume_worker(rank, out)
+    losses_worker(rank, out)
 
 
 def failing_main() -> None:

@@ -26,24 +26,33 @@ def test_one_process_gather_and_targets_are_identities():
     assert distributed.world_size() == 1 and distributed.rank() == 0
 
 
-def test_per_rank_losses_and_gradients_equal_the_one_process_ones(tmp_path):
-    dw.spawn(dw.losses_worker, tmp_path)
+TRAINED = ["npair", "moco", "byol"]
+
+
+@pytest.fixture(scope="module")
+def two_ranks(tmp_path_factory) -> Path:
+    """One pair of processes runs the workers of the three tests below, in turn."""
+    out = tmp_path_factory.mktemp("two_ranks")
+    dw.spawn(dw.all_workers, out, TRAINED)
+    return out
+
+
+@pytest.mark.slow
+def test_per_rank_losses_and_gradients_equal_the_one_process_ones(two_ranks):
     for rank in range(dw.WORLD):
-        errors = torch.load(tmp_path / f"losses{rank}.pt")
+        errors = torch.load(two_ranks / f"losses{rank}.pt")
         assert set(errors) == {"npair", "moco", "simclr", "npair+mix", "moco+mix", "simclr+mix"}
         for name, err in errors.items():
             assert err < 1e-12, (rank, name, err)
 
 
-def test_two_processes_train_to_the_weights_of_one_process_on_the_global_batch(tmp_path):
-    names = ["npair", "moco", "byol"]
-    dw.spawn(dw.training_worker, tmp_path, names)
+def test_two_processes_train_to_the_weights_of_one_process_on_the_global_batch(two_ranks):
     worst = {}
-    for name in names:
+    for name in TRAINED:
         single = dw.make_method(name)
         pretrain(single, dw.DATA, dw.same_views, alpha=None, **dw.TRAIN)
         for rank in range(dw.WORLD):
-            two = torch.load(tmp_path / f"{name}{rank}.pt")
+            two = torch.load(two_ranks / f"{name}{rank}.pt")
             for key, value in single.state_dict().items():
                 if value.is_floating_point():
                     worst[name] = max(worst.get(name, 0.0), float((two[key] - value).abs().max()))
@@ -53,17 +62,16 @@ def test_two_processes_train_to_the_weights_of_one_process_on_the_global_batch(t
     assert max(worst.values()) < 3e-5, worst  # float32 sums in another order: about 1e-5
 
 
-def test_two_process_imix_resume_equals_uninterrupted_and_queues_agree(tmp_path):
-    dw.spawn(dw.resume_worker, tmp_path)
+def test_two_process_imix_resume_equals_uninterrupted_and_queues_agree(two_ranks):
     for rank in range(dw.WORLD):
-        got = torch.load(tmp_path / f"resume{rank}.pt")
+        got = torch.load(two_ranks / f"resume{rank}.pt")
         for key, value in got["straight"].items():
             if "running_" in key or "num_batches" in key:
                 continue  # without SyncBN each rank's BN statistics are its own; rank 0's are saved
             assert torch.equal(value, got["resumed"][key]), (rank, key)
         assert torch.equal(got["queues"][0], got["queues"][1])
     # Rank 0 alone writes: one checkpoint, no temporary files left behind.
-    assert sorted(p.name for p in (tmp_path / "resumed").iterdir()) == ["ckpt.pt"]
+    assert sorted(p.name for p in (two_ranks / "resumed").iterdir()) == ["ckpt.pt"]
 
 
 def _torchrun(*args: str, timeout: float = 180) -> subprocess.CompletedProcess:

@@ -59,6 +59,7 @@ def _saved_keys(out: Path) -> list[str]:
     return [r["key"] for r in json.loads((out / "runs.json").read_text())["runs"]]
 
 
+@pytest.mark.slow
 def test_two_processes_on_one_folder_lose_no_record_and_run_nothing_twice(tmp_path):
     # Two grids that share the npair runs, at once on one output folder: another process and this one.
     other = _start(tmp_path, "npair")
@@ -75,6 +76,7 @@ def test_two_processes_on_one_folder_lose_no_record_and_run_nothing_twice(tmp_pa
     assert not list(tmp_path.glob("*.tmp")) and not list(tmp_path.glob(".*.tmp"))
 
 
+@pytest.mark.slow
 def test_kill_9_at_a_random_point_of_reproduce_then_resume_completes_the_grid(tmp_path):
     proc = _start(tmp_path, "npair,byol", epochs=2)
     time.sleep(random.Random(0).uniform(3.0, 8.0))  # data loading, mid-run or mid-write
@@ -108,6 +110,7 @@ def _pretrain_run(checkpoint: str, epochs: int = 4) -> None:
         torch.set_num_threads(threads)
 
 
+@pytest.mark.slow
 def test_kill_9_during_pretrain_then_resume_is_bitwise_equal_to_an_uninterrupted_run(tmp_path):
     killed = _python("import sys; sys.path.insert(0, 'tests'); from test_faults import _pretrain_run; "
                      "_pretrain_run(sys.argv[1])", str(tmp_path / "b.pt"))

@@ -52,6 +52,7 @@ def _floor() -> tuple[int, int]:
     return int(m.group(1)), int(m.group(2))
 
 
+@pytest.mark.slow
 def test_python_floor_is_honest_for_the_package():
     """vermin reads the syntax and the standard-library calls; union-types catches `float | Tensor` at import."""
     vermin = pytest.importorskip("vermin")

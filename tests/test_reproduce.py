@@ -196,6 +196,7 @@ def test_cpu_preset_uses_the_papers_per_domain_tau_and_alpha():
 
 
 @pytest.mark.skipif(not (SHARED / "cifar10-jpg").is_dir(), reason=f"offline CIFAR-10 not found under {SHARED}")
+@pytest.mark.slow
 def test_paper_preset_constructs_and_runs_one_step_on_cpu(tmp_path):
     # per_class=1 -> 10 images; the batch is capped at the data size -> exactly one ResNet-50 step.
     records = rp.reproduce("paper", ["image"], ["npair"], 1, tmp_path, root=SHARED, datasets=["cifar10"],

@@ -124,6 +124,7 @@ def test_site_loads_nothing_from_the_network(site):
 @needs_docs
 @pytest.mark.skipif(check_site.find_chromium() is None,
                     reason="no system Chromium (Debian/Ubuntu: apt-get install chromium; or set IMIX_CHROMIUM)")
+@pytest.mark.slow
 def test_every_page_renders_in_chromium(site):
     start = time.perf_counter()
     report = check_site.check_site(site, NOTEBOOKS)

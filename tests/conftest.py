@@ -1,0 +1,45 @@
+"""How the suite shares a few CPU cores when `make test` runs it with pytest-xdist (`-n auto --dist loadfile`).
+
+- ``--dist loadfile`` hands each file to one worker whole: a notebook's cells run in order in one kernel,
+  and a module-scoped fixture (a training run, a pair of processes, the built site) runs once.
+- Files with long tests start first, long tests first inside them, and the many short ones fill the gaps
+  at the end, so the workers finish together instead of one of them running a long test alone at the end
+  (with ``--no-loadscope-reorder``, xdist keeps this order instead of sorting files by their number of tests).
+- Each worker computes with one thread, and so do the notebook kernels and subprocesses it starts
+  (they inherit ``OMP_NUM_THREADS``): as many workers as cores, and no threads spinning against each other.
+
+Without ``-n`` none of this changes anything but the order of the tests.
+"""
+from __future__ import annotations
+
+import os
+
+import pytest
+
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    os.environ["OMP_NUM_THREADS"] = "1"
+    import torch
+
+    torch.set_num_threads(1)
+
+# The longest test: it runs every notebook once more, solved (tests/test_exercises_hints.py).
+LONGEST = "test_solved_notebooks_pass_nbval"
+
+
+def _start_order(item: pytest.Item) -> int:
+    """0: the longest test, 1: long tests (marked slow), 2: notebooks, 3: the rest."""
+    if item.name == LONGEST:
+        return 0
+    if item.get_closest_marker("slow"):
+        return 1
+    return 2 if item.path.suffix == ".ipynb" else 3
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Order whole files by their longest test, and long tests first inside a file: xdist queues the next file
+    for a worker as its current one nears its end, and that file would wait behind a long last test.
+    The sort is stable: a notebook's cells, and tests of equal rank, keep their order."""
+    rank: dict = {}
+    for item in items:
+        rank[item.path] = min(rank.get(item.path, 3), _start_order(item))
+    items.sort(key=lambda item: (rank[item.path], _start_order(item)))
