@@ -162,9 +162,9 @@ def load_or_fallback(
             why = f"its download (about {size} MB) is larger than this notebook's limit of {max_download_mb:g} MB"
         else:
             why = "the download failed"
-        instead = f"so the cells below use {fallback} instead" if fallback else "so the cells below skip it"
-        banner(f"FALLBACK DATA: {name} is not available here ({why}),",
-               f"{instead}. Their outputs will differ from the text, which describes runs on {name}.",
+        instead = (f"so the cells below use {fallback} instead. Their outputs will differ from the text, which "
+                   f"describes runs on {name}." if fallback else "so the cells below skip it.")
+        banner(f"FALLBACK DATA: {name} is not available here ({why}),", instead,
                f"The loader's message says what is missing and how to get {name}:")
         print(textwrap.fill(portable(str(reason)), width=100))
         if fallback is None:
