@@ -126,7 +126,7 @@ def playground_plot(imix: bool = True, alpha: float = ALPHA, tau: float = TAU, p
     ax_loss.plot(run.history.step, run.history.loss, color="tab:orange" if imix else "tab:blue")
     label = f"i-Mix, alpha = {alpha:g}" if imix else "no i-Mix"
     views = f"jitter {jitter_std:g}" if jitter_std else "no augmentation"
-    ax_loss.set(title=f"N-pair loss ({label}, tau = {tau:g}, {views})", xlabel="step", ylabel="loss")
+    ax_loss.set(title=f"N-pair loss: {label}, tau = {tau:g},\n{views}", xlabel="step", ylabel="loss")
     fig.tight_layout()
     return fig
 
