@@ -10,11 +10,12 @@ import contextlib
 import os
 import textwrap
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Any
 
 import torch
 
-from .config import full_or_quick, offline_mode, pick_device, quick_mode, seed_everything
+from .config import data_root, full_or_quick, offline_mode, pick_device, quick_mode, seed_everything
 from .data import DATASETS, DomainData, MaskingNoise, TabularTransform, load
 from .models import cifar_resnet
 
@@ -98,6 +99,14 @@ def digits_table(split: str = "train") -> DomainData:
                       MaskingNoise(0.2), TabularTransform(), {"source": "sklearn.datasets.load_digits, 8x8 pixels as columns"})
 
 
+def portable(text: str) -> str:
+    """``text`` with the data folder written ``$IMIX_DATA`` (when set) and the home folder ``~``, so that an
+    output a notebook is committed with names no machine's paths while a reader still sees where to look."""
+    if os.environ.get("IMIX_DATA"):
+        text = text.replace(str(data_root()), "$IMIX_DATA")
+    return text.replace(str(Path.home()), "~")
+
+
 def _load_all(name: str, splits: tuple[str, ...], download: bool, options: dict[str, Any],
               per_split: dict[str, dict[str, Any]]) -> list[DomainData]:
     if name == "digits-table":
@@ -153,11 +162,11 @@ def load_or_fallback(
             why = f"its download (about {size} MB) is larger than this notebook's limit of {max_download_mb:g} MB"
         else:
             why = "the download failed"
-        instead = f"so the cells below use {fallback} instead" if fallback else "so the cells below skip it"
-        banner(f"FALLBACK DATA: {name} is not available here ({why}),",
-               f"{instead}. Their outputs will differ from the text, which describes runs on {name}.",
+        instead = (f"so the cells below use {fallback} instead. Their outputs will differ from the text, which "
+                   f"describes runs on {name}." if fallback else "so the cells below skip it.")
+        banner(f"FALLBACK DATA: {name} is not available here ({why}),", instead,
                f"The loader's message says what is missing and how to get {name}:")
-        print(textwrap.fill(str(reason), width=100))
+        print(textwrap.fill(portable(str(reason)), width=100))
         if fallback is None:
             return None
         known = DATASETS[fallback].splits if fallback in DATASETS else ("train", "test")

@@ -1,4 +1,5 @@
-"""The course's interactive demos: alpha, lam, tau, MoCo's queue and momentum, BYOL's mixed target.
+"""The course's interactive demos: alpha, lam, tau, MoCo's queue and momentum, BYOL's mixed target,
+supervised virtual labels.
 
 Each demo is a plain plotting function (runs headless, e.g. under nbval) plus a ``*_widget``
 wrapper that puts it behind core ipywidgets sliders with ``continuous_update=False``:
@@ -13,6 +14,9 @@ wrapper that puts it behind core ipywidgets sliders with ``continuous_update=Fal
     queue_widget()
     byol_target_plot(lam=0.6)     # BYOL with a mixed label: the three readings of Eq. 12
     byol_widget()
+    supervised_targets_plot(0.6)  # supervised virtual labels (Appendix A.2), mixed by i-Mix
+    supervised_targets_widget()
+    interact(fn, **sliders)       # any function returning a figure, behind sliders, with its picture
 
 A widget's saved output also carries a PNG of its default state, so a notebook read without a
 kernel (GitHub, nbviewer) shows the picture where the sliders would be.
@@ -29,7 +33,7 @@ import torch.nn.functional as F
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
-from .losses import npair_loss
+from .losses import npair_loss, supervised_targets
 from .mixing import mix_targets, mixup, sample_lambda
 
 if TYPE_CHECKING:  # types only: ipywidgets is imported when a widget is built
@@ -155,11 +159,12 @@ def _png(fig: Figure) -> str:
     return base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
-def _interact(fn: Callable[..., Figure], **sliders: Any) -> interactive:
+def interact(fn: Callable[..., Figure], **sliders: Any) -> interactive:
     """``ipywidgets.interactive`` over ``fn`` (which returns a figure), plus a PNG of the default state.
 
     Frontends that render widgets (JupyterLab, Colab) prefer the widget; the PNG is what GitHub
-    and nbviewer show instead of ``interactive(children=...)``.
+    and nbviewer show instead of ``interactive(children=...)``. A notebook's own demo uses it too:
+    ``interact(masking_plot, p=FloatSlider(...))``.
     """
     import ipywidgets as widgets
     from IPython.display import display
@@ -190,7 +195,7 @@ def alpha_widget() -> interactive:
     """Slider over alpha (log scale) for :func:`beta_plot`."""
     import ipywidgets as widgets
 
-    return _interact(beta_plot, alpha=widgets.FloatLogSlider(value=1.0, base=10, min=-1.3, max=1.3, step=0.05,
+    return interact(beta_plot, alpha=widgets.FloatLogSlider(value=1.0, base=10, min=-1.3, max=1.3, step=0.05,
                                                              description="alpha", continuous_update=False))
 
 
@@ -198,7 +203,7 @@ def lam_widget(images: torch.Tensor, seed: int = 0, **readout: Any) -> interacti
     """Slider over lam for :func:`imix_plot` on ``images`` (N, C, H, W); ``readout``: perm, embed, views, tau."""
     import ipywidgets as widgets
 
-    return _interact(lambda lam: imix_plot(images, lam, seed, **readout),
+    return interact(lambda lam: imix_plot(images, lam, seed, **readout),
                      lam=widgets.FloatSlider(value=0.6, min=0.0, max=1.0, step=0.05, description="lam",
                                              continuous_update=False))
 
@@ -207,7 +212,7 @@ def tau_widget() -> interactive:
     """Slider over tau (log scale) for :func:`temperature_plot`."""
     import ipywidgets as widgets
 
-    return _interact(temperature_plot, tau=widgets.FloatLogSlider(value=0.2, base=10, min=-2, max=0.5, step=0.05,
+    return interact(temperature_plot, tau=widgets.FloatLogSlider(value=0.2, base=10, min=-2, max=0.5, step=0.05,
                                                                   description="tau", continuous_update=False))
 
 
@@ -236,7 +241,7 @@ def queue_widget(batch_size: int = 256) -> interactive:
     """Sliders over the queue size and the EMA momentum for :func:`queue_plot`."""
     import ipywidgets as widgets
 
-    return _interact(lambda queue_size, momentum: queue_plot(queue_size, momentum, batch_size),
+    return interact(lambda queue_size, momentum: queue_plot(queue_size, momentum, batch_size),
                      queue_size=widgets.IntSlider(value=4096, min=256, max=65536, step=256, description="queue K",
                                                   continuous_update=False),
                      momentum=widgets.FloatSlider(value=0.999, min=0.9, max=0.9999, step=0.0005, readout_format=".4f",
@@ -274,8 +279,38 @@ def byol_widget() -> interactive:
     """Sliders over lam and the angle between the two targets for :func:`byol_target_plot`."""
     import ipywidgets as widgets
 
-    return _interact(byol_target_plot,
+    return interact(byol_target_plot,
                      lam=widgets.FloatSlider(value=0.6, min=0.0, max=1.0, step=0.05, description="lam",
                                              continuous_update=False),
                      angle=widgets.FloatSlider(value=100.0, min=0.0, max=180.0, step=5.0, description="angle",
                                                continuous_update=False))
+
+
+def supervised_targets_plot(lam: float = 0.6, classes: int = 3, n: int = 12, seed: int = 0) -> Figure:
+    """Supervised virtual labels (Appendix A.2) of a batch of ``n`` drawn from ``classes`` classes, and
+    what i-Mix trains on: lam * v_i + (1 - lam) * v_perm(i). With ``classes = n`` they are the identity."""
+    if not 1 <= classes <= n:
+        raise ValueError(f"classes must be between 1 and n = {n}, got {classes}")
+    labels = (torch.arange(n) % classes).sort().values  # every class present, sorted so blocks show
+    perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
+    v = supervised_targets(labels)
+    fig, axes = plt.subplots(1, 2, figsize=(8.5, 3.6))
+    for ax, (matrix, title) in zip(axes, ((v, f"supervised labels v ({classes} classes)"),
+                                          (mix_targets(v, lam, perm), f"i-Mix: lam v_i + (1 - lam) v_perm(i), lam = {lam:.2f}"))):
+        im = ax.imshow(matrix.numpy(), cmap="magma", vmin=0, vmax=1)
+        ax.set(title=title, xlabel="candidate (positive of instance n)", ylabel="anchor")
+        ax.title.set_fontsize(9)
+        ax.set_xticks(range(n), [str(int(c)) for c in labels], fontsize=6)
+        ax.set_yticks(range(n), [str(int(c)) for c in labels], fontsize=6)
+    fig.colorbar(im, ax=axes, fraction=0.025)
+    return fig
+
+
+def supervised_targets_widget(n: int = 12) -> interactive:
+    """Sliders over lam and the number of classes in the batch for :func:`supervised_targets_plot`."""
+    import ipywidgets as widgets
+
+    return interact(lambda lam, classes: supervised_targets_plot(lam, classes, n),
+                    lam=widgets.FloatSlider(value=0.6, min=0.0, max=1.0, step=0.05, description="lam",
+                                            continuous_update=False),
+                    classes=widgets.IntSlider(value=3, min=1, max=n, description="classes", continuous_update=False))

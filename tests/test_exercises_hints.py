@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from imix_teach.exercises import nb03, nb06, nb07, nb09
+from imix_teach.exercises import nb03, nb06, nb07, nb09, nb10
 
 NOTEBOOKS = sorted((Path(__file__).parent.parent / "notebooks").glob("*.ipynb"))
 CHECKERS = [
@@ -17,6 +17,7 @@ CHECKERS = [
     (nb07.check_inputmix_coefficients, nb07.COEFFICIENT_MISTAKES, nb07.solution_inputmix_coefficients),
     (nb09.check_supervised_targets, nb09.TARGET_MISTAKES, nb09.solution_supervised_targets),
     (nb09.check_frechet_distance, nb09.FRECHET_MISTAKES, nb09.solution_frechet_distance),
+    (nb10.check_loss_floor, nb10.LOSS_FLOOR_MISTAKES, nb10.solution_loss_floor),
 ]
 WRONG = [(check, what, wrong) for check, mistakes, _ in CHECKERS for what, wrong in mistakes.items()]
 
@@ -34,10 +35,21 @@ def test_solution_passes_without_a_hint(check, mistakes, solution, capsys):
     assert "hint:" not in capsys.readouterr().out
 
 
-def test_unfinished_answer_gets_no_misleading_hint(capsys):
-    assert nb03.check_imix_npair_loss(lambda *args: None) is False
+@pytest.mark.parametrize("check", [c for c, _, _ in CHECKERS], ids=[c.__name__ for c, _, _ in CHECKERS])
+def test_unfinished_answer_says_what_to_do_and_gives_no_misleading_hint(check, capsys):
+    assert check(lambda *args: None) is False
     out = capsys.readouterr().out
-    assert "not done yet" in out and "hint:" not in out
+    assert "not solved yet" in out and "run the cell again" in out and "hint:" not in out
+
+
+def test_loss_floor_is_the_entropy_of_the_mixed_label():
+    """Closed forms: H(1/2) = log 2, no mixing costs nothing, and E[H(lam)] = 1/2 nat for lam ~ U(0, 1)."""
+    import math
+
+    floor = nb10.solution_loss_floor(torch.tensor([0.5, 0.0, 1.0]))
+    assert floor.tolist() == pytest.approx([math.log(2), 0.0, 0.0])
+    lam = torch.linspace(0, 1, 100_001, dtype=torch.float64)
+    assert float(torch.trapezoid(nb10.solution_loss_floor(lam), lam)) == pytest.approx(0.5, abs=1e-6)
 
 
 def test_masking_noise_names_a_flipped_mask(capsys):
@@ -57,7 +69,7 @@ def test_notebook_solutions_are_opt_in_and_exercises_unchecked(path):
     for src in _code_cells(path):
         assert "show_solution(" not in src, "solutions are printed only when a student asks (a markdown cell shows how)"
         if re.search(r"YOUR CODE|Your code", src):
-            # nbval must not compare a checker's verdict: a solved notebook prints "[ok]" instead of "not done yet"
+            # nbval must not compare a checker's verdict: a solved notebook prints "[ok]" instead of "not solved yet"
             assert "NBVAL_CHECK_OUTPUT" not in src
 
 
@@ -79,7 +91,8 @@ SOLUTIONS = {"mixup_batch": "nb01.solution_mixup_batch", "npair_logits": "nb02.s
              "byol_loss_soft": "nb05.solution_byol_loss", "mix_any": "nb06.solution_mix_any",
              "mask_rows": "nb06.solution_mask_rows", "inputmix_coefficients": "nb07.solution_inputmix_coefficients",
              "pretext_accuracy": "nb07.solution_pretext_accuracy", "gain_per_value": "nb08.solution_gain_per_value",
-             "my_frechet_distance": "nb09.solution_frechet_distance", "my_supervised_targets": "nb09.solution_supervised_targets"}
+             "my_frechet_distance": "nb09.solution_frechet_distance", "my_supervised_targets": "nb09.solution_supervised_targets",
+             "loss_floor": "nb10.solution_loss_floor"}
 EXERCISE = re.compile(r"def (\w+)\(([^)]*)\):(?:(?!\ndef ).)*?return None", re.S)
 
 

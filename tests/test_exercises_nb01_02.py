@@ -17,7 +17,7 @@ def test_nb01_solution_passes(capsys):
 
 def test_nb01_stub_is_not_done_and_does_not_raise(capsys):
     assert not nb01.check_mixup_batch(lambda x, y, lam, perm: None)
-    assert "not done yet" in capsys.readouterr().out
+    assert "not solved yet" in capsys.readouterr().out
 
 
 def test_nb01_wrong_answers_are_reported(capsys):
@@ -72,7 +72,7 @@ def test_nb02_solutions_pass():
 def test_nb02_stubs_are_not_done(capsys):
     assert not nb02.check_npair_logits(lambda a, p, tau: None)
     assert not nb02.check_npair_from_logits(lambda logits, targets: None)
-    assert "not done yet" in capsys.readouterr().out
+    assert "not solved yet" in capsys.readouterr().out
 
 
 def test_nb02_wrong_answers_are_reported():

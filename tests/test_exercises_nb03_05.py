@@ -14,7 +14,7 @@ def test_nb03_solution_passes(capsys):
 
 def test_nb03_stub_is_not_done_and_does_not_raise(capsys):
     assert not nb03.check_imix_npair_loss(lambda f, a, b, lam, perm, tau: None)
-    assert "not done yet" in capsys.readouterr().out
+    assert "not solved yet" in capsys.readouterr().out
 
 
 def test_nb03_wrong_answers_are_reported_with_the_mistake(capsys):
@@ -66,7 +66,7 @@ def test_nb04_solutions_pass(capsys):
 def test_nb04_stubs_are_not_done(capsys):
     assert not nb04.check_nk_logits_and_targets(lambda q, k, mu, t, tau: None)
     assert not nb04.check_ema(lambda t, o, m: None)
-    assert "not done yet" in capsys.readouterr().out
+    assert "not solved yet" in capsys.readouterr().out
 
 
 def test_nb04_wrong_answers_are_reported(capsys):
@@ -104,7 +104,7 @@ def test_nb05_solution_passes(capsys):
 
 def test_nb05_stub_and_wrong_answers(capsys):
     assert not nb05.check_byol_loss(lambda p, f, v: None)
-    assert "not done yet" in capsys.readouterr().out
+    assert "not solved yet" in capsys.readouterr().out
     assert not nb05.check_byol_loss(lambda p, f, v: nb05.byol_variants(p, f, v)["cosine to F v"])
     assert "re-normalised" in capsys.readouterr().out
     assert not nb05.check_byol_loss(lambda p, f, v: nb05.byol_variants(p, f, v)["squared distance"])

@@ -9,13 +9,13 @@ def test_nb06_mix_any_domain(capsys):
     # forgetting the per-sample broadcast breaks (N, ...) inputs with (N,) lam
     assert not nb06.check_mix_any_domain(lambda x, lam, perm: lam * x + (1 - lam) * x[perm])
     assert not nb06.check_mix_any_domain(lambda x, lam, perm: None)
-    assert "not done yet" in capsys.readouterr().out
+    assert "not solved yet" in capsys.readouterr().out
 
 
 def test_nb06_masking_noise(capsys):
     assert nb06.check_masking_noise(nb06.solution_mask_rows)
     assert not nb06.check_masking_noise(lambda x, p, g: None)
-    assert "not done yet" in capsys.readouterr().out
+    assert "not solved yet" in capsys.readouterr().out
     assert not nb06.check_masking_noise(lambda x, p, g: x)  # nothing masked
     # one mask for all calls (seeded afresh): views would be identical
     assert not nb06.check_masking_noise(lambda x, p, g: nb06.solution_mask_rows(x, p, torch.Generator().manual_seed(0)))
@@ -30,7 +30,7 @@ def test_nb07_pretext_accuracy(capsys):
     assert not nb07.check_pretext_accuracy(
         lambda a, b: float(((a @ b.T).argmax(1) == torch.arange(a.shape[0])).float().mean()))
     assert not nb07.check_pretext_accuracy(lambda a, b: None)
-    assert "not done yet" in capsys.readouterr().out
+    assert "not solved yet" in capsys.readouterr().out
 
 
 def test_nb07_inputmix_coefficients():
@@ -43,7 +43,7 @@ def test_nb07_inputmix_coefficients():
 def test_nb08_gain_per_value(capsys):
     assert nb08.check_gain_per_value(nb08.solution_gain_per_value)
     assert not nb08.check_gain_per_value(lambda rows, metric: None)
-    assert "not done yet" in capsys.readouterr().out
+    assert "not solved yet" in capsys.readouterr().out
     # a fraction instead of percentage points
     assert not nb08.check_gain_per_value(
         lambda rows, metric: {k: v / 100 for k, v in nb08.solution_gain_per_value(rows, metric).items()})
@@ -57,7 +57,7 @@ def test_nb09_supervised_targets(capsys):
     # rows not normalised
     assert not nb09.check_supervised_targets(lambda y: (y[:, None] == y[None, :]).float())
     assert not nb09.check_supervised_targets(lambda y: None)
-    assert "not done yet" in capsys.readouterr().out
+    assert "not solved yet" in capsys.readouterr().out
 
 
 def test_nb09_frechet_distance():

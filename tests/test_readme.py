@@ -69,16 +69,37 @@ def test_widget_claim_names_exactly_the_notebooks_with_each_widget():
     claim = re.search(r"widgets that also run headless on ipywidgets 7.7 or 8 \(alpha in ([\d/]+), tau in (\d+), "
                       r"lam with live loss and similarity readouts in ([\d and]+), queue size and momentum in (\d+), "
                       r"BYOL's mixed target in (\d+), masking noise in (\d+), the ablation browser in (\d+), "
-                      r"the playground in (\d+);", " ".join(LANDING.split()))
+                      r"supervised virtual labels in (\d+), the playground in (\d+)\)", " ".join(LANDING.split()))
     assert claim, "docs/index.md's sentence on widgets changed: update this test with it"
-    alpha, tau, lam, queue, byol, masking, ablation, playground = claim.groups()
+    alpha, tau, lam, queue, byol, masking, ablation, supervised, playground = claim.groups()
     expected = {"alpha_widget(": alpha.split("/"), "tau_widget(": [tau], "lam_widget(": lam.split(" and "),
-                "queue_widget(": [queue], "byol_widget(": [byol], "playground(": [playground]}
+                "queue_widget(": [queue], "byol_widget(": [byol], "supervised_targets_widget(": [supervised],
+                "playground(": [playground], "interact(masking_plot": [masking], "interact(ablation_plot": [ablation]}
     for call, listed in expected.items():
         using = [n for n, p in NOTEBOOKS.items() if call in _outputs(p)[1]]
         assert using == listed, f"{call} is used in {using}, docs/index.md says {listed}"
-    for number in (masking, ablation):  # hand-built ipywidgets.interactive demos
-        assert "widgets.interactive(" in _outputs(NOTEBOOKS[number])[1], f"notebook {number} has no widget"
+
+
+def test_every_committed_widget_carries_a_picture_of_its_default_state():
+    """docs/index.md: each widget "is saved with a picture of its default state" (what GitHub and the site show)."""
+    assert "each is saved with a picture of its default state" in " ".join(LANDING.split())
+    widgets = 0
+    for number, path in NOTEBOOKS.items():
+        for cell in json.loads(path.read_text(encoding="utf-8"))["cells"]:
+            for out in cell.get("outputs", []):
+                if "application/vnd.jupyter.widget-view+json" in out.get("data", {}):
+                    widgets += 1
+                    assert "image/png" in out["data"], f"a widget of notebook {number} has no picture"
+    assert widgets >= 10
+
+
+def test_exercise_claim_matches_the_notebooks():
+    """docs/index.md: notebooks 01-10 have exercises with checkers; 00 checks the setup instead."""
+    assert "Notebooks 01-10 show the math tied to the paper's equations and have exercises" in " ".join(LANDING.split())
+    for number, path in NOTEBOOKS.items():
+        code = _outputs(path)[1]
+        has_exercise = bool(re.search(r"YOUR CODE|Your code", code)) and "check_" in code
+        assert has_exercise == (number != "00"), f"notebook {number}: exercise {'missing' if number != '00' else 'unexpected'}"
 
 
 def test_every_notebook_is_committed_with_full_mode_outputs():

@@ -14,11 +14,17 @@ from typing import Any
 import torch
 
 
+def not_solved(name: str, hint: str = "") -> bool:
+    """Say that an exercise still returns None and what to do about it; return False (the verdict)."""
+    print(f"[ ] {name}: not solved yet (your function returns None). Write its body in place of `return None` "
+          f"and run the cell again. {hint}".rstrip())
+    return False
+
+
 def compare(name: str, answer: Any, expected: torch.Tensor | float, *, atol: float = 1e-5, hint: str = "") -> bool:
     """Print whether ``answer`` equals ``expected`` (shape, then values); return True when it does."""
     if answer is None:
-        print(f"[ ] {name}: not done yet (the answer is None). {hint}".rstrip())
-        return False
+        return not_solved(name, hint)
     try:
         got = torch.as_tensor(answer, dtype=torch.float32)
     except (TypeError, ValueError, RuntimeError):

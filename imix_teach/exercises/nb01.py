@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 
 from ..mixing import mix_targets, mixup
-from . import check_function
+from . import check_function, not_solved
 
 
 # ----------------------------------------------------------------------------- the exercise
@@ -62,8 +62,7 @@ def check_mixup_batch(student: Callable[..., tuple[torch.Tensor, torch.Tensor]])
     cases = _mixup_cases()
     probe = student(*cases[0])
     if probe is None:
-        print("[ ] mixup_batch: not done yet (the function returns None).")
-        return False
+        return not_solved("mixup_batch")
     if not (isinstance(probe, tuple) and len(probe) == 2):
         print("[x] mixup_batch: return a pair (x_mixed, y_mixed).")
         return False
