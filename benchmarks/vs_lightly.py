@@ -61,6 +61,7 @@ import torch
 from torch import nn
 
 from imix_teach import experiment
+from imix_teach._memory import keep_freed_memory
 from imix_teach.data import load
 from imix_teach.data.augment import ImageAugment
 from imix_teach.data.image import CIFAR_STATS
@@ -169,6 +170,7 @@ class ImixTeach:
             kwargs.update(queue_size=QUEUE, momentum=EMA)
         self.model = build_method(method, encoder, tau=TAU, **kwargs)
         self.model.train()
+        keep_freed_memory()  # what pretrain does on a CPU (process-wide: lightly's rounds get it too)
         channels_last = layout != "nchw"  # what pretrain's channels_last="auto" does on a CPU
         if channels_last:
             self.model.to(memory_format=torch.channels_last)

@@ -26,7 +26,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from . import _checks, distributed
+from . import _checks, _memory, distributed
 from .checkpoint import Checkpoint, ResumeWarning, resume_from, training_state
 from .config import pick_device
 from .methods import ContrastiveMethod
@@ -272,6 +272,8 @@ def _prepare(method: ContrastiveMethod, inputs: torch.Tensor, ctx: distributed.C
              weight_decay: float, base_lr: float):
     """Device, memory layout, compile, SyncBN + DDP, the optimiser and the fp16 scaler."""
     method.to(ctx.device)
+    if ctx.device.type == "cpu":
+        _memory.keep_freed_memory()
     # "auto": image batches (N, C, H, W) train channels_last on CUDA and on CPUs, where oneDNN's NHWC kernels
     # run the small ConvNet's step 1.15-1.25x faster (benchmarks/vs_lightly.py); the floats are summed in
     # another order, so numbers differ from the NCHW layout in the last bits (channels_last=False keeps it).

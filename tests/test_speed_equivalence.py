@@ -10,7 +10,7 @@ import pytest
 import torch
 from torch import nn
 
-from imix_teach.data.augment import ImageAugment, hsv_sector_values, hsv_to_rgb
+from imix_teach.data.augment import ImageAugment, color_jitter, hue_shift
 from imix_teach.methods import build_method
 from imix_teach.models import GlobalAvgPool, MaxPool2d, SmallConvNet
 from imix_teach.reproduce import regime
@@ -59,7 +59,27 @@ def test_maxpool_matches_torch_bit_for_bit_with_ties(shape, kernel, stride, ceil
 def test_maxpool_fast_path_is_the_one_taken_on_cpu():
     x = torch.randn(2, 3, 8, 8, requires_grad=True)
     assert type(MaxPool2d(2)(x).grad_fn).__name__ == "_ChannelsLastMaxPoolBackward"
-    assert type(SmallConvNet(3, 4)[3]) is MaxPool2d
+    assert type(SmallConvNet(3, 4)[2]) is MaxPool2d
+
+
+@pytest.mark.parametrize("size, channels_last", [(16, False), (15, False), (16, True), (15, True)])
+def test_pool_before_relu_is_the_same_network_bit_for_bit(size, channels_last):
+    """SmallConvNet pools before its ReLUs: outputs and every gradient equal conv-BN-ReLU-pool's, bit for bit."""
+    torch.manual_seed(0)
+    net = SmallConvNet(3, 8)
+    layers = list(net)
+    assert [type(m).__name__ for m in layers[:4]] == ["Conv2d", "BatchNorm2d", "MaxPool2d", "ReLU"]
+    usual = nn.Sequential(*layers[:2], layers[3], layers[2], *layers[4:6], layers[7], layers[6], *layers[8:])
+    x = torch.randn(6, 3, size, size, generator=torch.Generator().manual_seed(1))
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    grads = []
+    for model in (net, usual):
+        model.zero_grad()
+        out = model(x)
+        out.backward(torch.randn(out.shape, generator=torch.Generator().manual_seed(2)))
+        grads.append([out.detach().clone()] + [p.grad.clone() for p in model.parameters()])
+    assert all(same_bits(a, b) for a, b in zip(*grads))
 
 
 def test_global_avg_pool_keeps_a_channels_last_gradient_with_the_same_values():
@@ -102,20 +122,39 @@ def test_training_steps_are_bit_identical_to_torch_pools(method, alpha, channels
         assert torch.equal(a, b) and (not a.is_floating_point() or same_bits(a.float(), b.float())), name
 
 
-def test_hsv_to_rgb_takes_each_sectors_value_exactly():
-    """Every pixel gets torchvision's (r, g, b) pattern of its hue sector, the same floats bit for bit."""
+def _hue_cases() -> tuple[torch.Tensor, torch.Tensor]:
+    """(8, 3, 9, 9) images in [0, 1] with grey, black, white and tied-max pixels; hue shifts of both signs."""
     g = torch.Generator().manual_seed(0)
-    h, s, v = (torch.rand(4, 9, 9, generator=g) for _ in range(3))
-    h.view(-1)[:8] = torch.tensor([0.0, 1 / 6, 2 / 6, 0.5, 4 / 6, 5 / 6, 1 - 1e-7, 0.999])  # sector edges
-    s.view(-1)[:2], v.view(-1)[2:4] = 0.0, 1.0
-    rgb = hsv_to_rgb(h, s, v)
-    sectors, values = hsv_sector_values(h, s, v)
-    v, q, p, t = values.unbind(1)
-    for sector, pattern in enumerate(((v, t, p), (q, v, p), (p, v, t), (p, q, v), (t, p, v), (v, p, q))):
-        here = sectors == sector
-        assert here.any()
-        for channel, value in enumerate(pattern):
-            assert same_bits(rgb[:, channel][here], value[here])
+    x = torch.rand(8, 3, 9, 9, generator=g)
+    x[0] = x[0, :1]  # grey: every channel equal
+    x[1, :, :2], x[1, :, 2:4] = 0.0, 1.0  # black and white rows
+    x[2, 1] = x[2, 0]  # r == g everywhere: torchvision takes r as the max
+    x[3, 2] = x[3, 1]  # g == b
+    return x, torch.tensor([0.0, 0.1, -0.1, 0.5, -0.5, 0.05, 0.25, -0.02])
+
+
+def test_hue_shift_is_torchvisions_adjust_hue():
+    """Every hue sextant, grey/black/white pixels and ties: torchvision's adjust_hue to float rounding."""
+    from torchvision.transforms.v2 import functional as TF
+
+    x, shift = _hue_cases()
+    ours = hue_shift(x, shift)
+    ref = torch.stack([TF.adjust_hue(img, float(s)) for img, s in zip(x, shift)])
+    assert (ours - ref).abs().max() < 3e-6
+    assert same_bits(ours[0], x[0])  # grey pixels have no hue to shift: unchanged, bit for bit
+    assert (hue_shift(x, torch.zeros(8)) - x).abs().max() < 3e-6
+
+
+def test_color_jitter_is_torchvisions_chain_in_its_fixed_order():
+    """brightness -> contrast -> saturation -> hue per sample, as torchvision's functional ops, to 3e-6."""
+    from torchvision.transforms.v2 import functional as TF
+
+    x, hue = _hue_cases()
+    b, c, s = torch.tensor([0.6, 1.4, 1.0, 0.9, 1.2, 0.7, 1.1, 1.3]), torch.linspace(0.6, 1.4, 8), torch.linspace(1.4, 0.6, 8)
+    ours = color_jitter(x, b, c, s, hue)
+    ref = torch.stack([TF.adjust_hue(TF.adjust_saturation(TF.adjust_contrast(TF.adjust_brightness(
+        img, float(bi)), float(ci)), float(si)), float(hi)) for img, bi, ci, si, hi in zip(x, b, c, s, hue)])
+    assert (ours - ref).abs().max() < 3e-6
 
 
 def _first_conv(method: nn.Module) -> torch.Tensor:
