@@ -22,7 +22,7 @@ if os.environ.get("PYTEST_XDIST_WORKER"):
 
     torch.set_num_threads(1)
 
-# The longest test: it runs every notebook once more, solved (tests/test_exercises_hints.py).
+# The longest test: it runs notebooks 08-10 once more, solved (tests/test_exercises_hints.py).
 LONGEST = "test_solved_notebooks_pass_nbval"
 
 
