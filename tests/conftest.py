@@ -22,17 +22,20 @@ if os.environ.get("PYTEST_XDIST_WORKER"):
 
     torch.set_num_threads(1)
 
-# The longest test: it runs every notebook once more, solved (tests/test_exercises_hints.py).
-LONGEST = "test_solved_notebooks_pass_nbval"
+# The longest tests, longest first (on 2 busy cores): their files start first, in this order, one on each worker.
+LONGEST = ("test_every_page_renders_in_chromium",  # ~60 s: every page of the built site (tests/test_site.py)
+           "test_solved_notebooks_pass_nbval",  # ~50 s: notebooks 08-10 once more, solved (tests/test_exercises_hints.py)
+           "test_torchrun_pretrain_command_trains_evaluates_once_and_resumes")  # ~30 s: two torchrun runs
+LAST = len(LONGEST) + 2
 
 
 def _start_order(item: pytest.Item) -> int:
-    """0: the longest test, 1: long tests (marked slow), 2: notebooks, 3: the rest."""
-    if item.name == LONGEST:
-        return 0
+    """0, 1, ...: the LONGEST tests in that order; then long tests (marked slow), notebooks, the rest."""
+    if item.name in LONGEST:
+        return LONGEST.index(item.name)
     if item.get_closest_marker("slow"):
-        return 1
-    return 2 if item.path.suffix == ".ipynb" else 3
+        return len(LONGEST)
+    return LAST - 1 if item.path.suffix == ".ipynb" else LAST
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -41,5 +44,5 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     The sort is stable: a notebook's cells, and tests of equal rank, keep their order."""
     rank: dict = {}
     for item in items:
-        rank[item.path] = min(rank.get(item.path, 3), _start_order(item))
+        rank[item.path] = min(rank.get(item.path, LAST), _start_order(item))
     items.sort(key=lambda item: (rank[item.path], _start_order(item)))

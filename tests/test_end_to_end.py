@@ -16,7 +16,7 @@ def digits():
 @pytest.mark.parametrize("alpha", [None, 1.0])
 def test_short_pretraining_lowers_the_loss_and_probe_beats_chance(digits, method, alpha):
     train, test = digits
-    r = run(method, train.subset(torch.arange(640)), test, alpha=alpha, epochs=4, batch_size=64,
+    r = run(method, train.subset(torch.arange(384)), test, alpha=alpha, epochs=4, batch_size=64,
             probe_epochs=20, evaluate=("linear", "knn"))
     assert r.history.epoch_loss[-1] < r.history.epoch_loss[0]
     assert r.linear > 0.6 and r.knn > 0.4  # chance is 0.1 on ten balanced classes

@@ -32,6 +32,7 @@ def cifar_available():
         pytest.skip(f"CIFAR-10 is not on disk here ({err})")
 
 
+@pytest.mark.slow  # with its fixture, the quick grid: ~15 s
 def test_quick_grid_writes_every_cell_seed_and_probe(quick_grid):
     p = json.loads((quick_grid / "protocol.json").read_text())
     assert p == regime.protocol(quick=True)
