@@ -14,7 +14,6 @@ from collections.abc import Sequence
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torchvision.models import resnet18, resnet50
 
 from . import _checks
 
@@ -24,6 +23,8 @@ def imagenet_resnet(depth: int = 50) -> nn.Module:
 
     (N, 3, 224, 224) -> (N, 512 or 2048); the paper's ImageNet backbone.
     """
+    from torchvision.models import resnet18, resnet50  # here: importing torchvision costs every process ~2 s
+
     builders = {18: resnet18, 50: resnet50}
     if depth not in builders:
         raise ValueError(f"depth must be 18 or 50, got {depth!r}")

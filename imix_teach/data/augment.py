@@ -21,15 +21,17 @@ pipeline (for DataLoader workers); ``benchmarks/augment_throughput.py`` compares
 from __future__ import annotations
 
 import math
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 import torch
 import torch.nn.functional as F
-from torchvision.transforms import v2
 from torch import Tensor
 from torch.utils.data import Dataset
 
 from .base import rand, randn, uniform
+
+if TYPE_CHECKING:
+    from torchvision.transforms import v2
 
 _GRAY = (0.2989, 0.587, 0.114)  # ITU-R 601-2 luma, as torchvision
 
@@ -209,6 +211,8 @@ class ImageAugment(ImageTransform):
 
         Rotation and noise (digits only) are not included; everything else matches the arguments.
         """
+        from torchvision.transforms import v2  # here: importing torchvision costs every process ~2 s
+
         steps = [v2.RandomResizedCrop(self.size, scale=self.scale, ratio=self.ratio, antialias=True)]
         if self.flip > 0:
             steps.append(v2.RandomHorizontalFlip(self.flip))
