@@ -39,7 +39,8 @@ SimCLR head is the same as imix-teach's (Linear-BN-ReLU-Linear), but its MoCo v2
 (N+K)-way (every in-batch key is a negative too, which i-Mix needs).
 
 imix-teach's ``default`` rows are what ``pretrain`` does by default on a CPU: image batches and the
-model in the channels_last layout (``channels_last="auto"``). ``--layouts default,nchw,compile`` adds
+model in the channels_last layout (``channels_last="auto"``), and glibc told to keep freed memory
+for the next step (process-wide, so lightly's rounds run with it too). ``--layouts default,nchw,compile`` adds
 rows with ``pretrain(channels_last=False)`` (NCHW, the layout the committed regime grid ran in: the
 same sums in another order) and with ``compile=True`` on top of the default, labelled as such.
 """

@@ -20,8 +20,8 @@ def keep_freed_memory() -> bool:
     """
     try:
         libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        gnu = libc.gnu_get_libc_version  # only glibc has it (and mallopt's meaning)
-    except (OSError, AttributeError):
+    except OSError:
         return False
-    del gnu
+    if not hasattr(libc, "gnu_get_libc_version"):  # only glibc has it (and mallopt with these meanings)
+        return False
     return bool(libc.mallopt(_M_MMAP_THRESHOLD, _MMAP_BELOW)) and bool(libc.mallopt(_M_TRIM_THRESHOLD, _TRIM_ABOVE))

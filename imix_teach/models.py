@@ -102,8 +102,8 @@ class _LayoutKeepingAvgPool(torch.autograd.Function):
 class GlobalAvgPool(nn.AdaptiveAvgPool2d):
     """``nn.AdaptiveAvgPool2d(1)``; on a channels_last batch its backward returns a channels_last gradient.
 
-    Same values either way. With ``pretrain(channels_last=True)`` an NCHW gradient would make the
-    ReLU and batch-norm backward passes below it mix layouts, a slow path on the CPU.
+    Same values either way. On channels_last batches (``pretrain``'s default for images) an NCHW
+    gradient would make the ReLU and batch-norm backward passes below it mix layouts, a slow path on the CPU.
     """
 
     def __init__(self) -> None:

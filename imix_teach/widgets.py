@@ -196,7 +196,7 @@ def alpha_widget() -> interactive:
     import ipywidgets as widgets
 
     return interact(beta_plot, alpha=widgets.FloatLogSlider(value=1.0, base=10, min=-1.3, max=1.3, step=0.05,
-                                                             description="alpha", continuous_update=False))
+                                                            description="alpha", continuous_update=False))
 
 
 def lam_widget(images: torch.Tensor, seed: int = 0, **readout: Any) -> interactive:
@@ -204,8 +204,8 @@ def lam_widget(images: torch.Tensor, seed: int = 0, **readout: Any) -> interacti
     import ipywidgets as widgets
 
     return interact(lambda lam: imix_plot(images, lam, seed, **readout),
-                     lam=widgets.FloatSlider(value=0.6, min=0.0, max=1.0, step=0.05, description="lam",
-                                             continuous_update=False))
+                    lam=widgets.FloatSlider(value=0.6, min=0.0, max=1.0, step=0.05, description="lam",
+                                            continuous_update=False))
 
 
 def tau_widget() -> interactive:
@@ -213,7 +213,7 @@ def tau_widget() -> interactive:
     import ipywidgets as widgets
 
     return interact(temperature_plot, tau=widgets.FloatLogSlider(value=0.2, base=10, min=-2, max=0.5, step=0.05,
-                                                                  description="tau", continuous_update=False))
+                                                                 description="tau", continuous_update=False))
 
 
 def queue_plot(queue_size: int = 4096, momentum: float = 0.999, batch_size: int = 256) -> Figure:
@@ -242,10 +242,10 @@ def queue_widget(batch_size: int = 256) -> interactive:
     import ipywidgets as widgets
 
     return interact(lambda queue_size, momentum: queue_plot(queue_size, momentum, batch_size),
-                     queue_size=widgets.IntSlider(value=4096, min=256, max=65536, step=256, description="queue K",
-                                                  continuous_update=False),
-                     momentum=widgets.FloatSlider(value=0.999, min=0.9, max=0.9999, step=0.0005, readout_format=".4f",
-                                                  description="momentum m", continuous_update=False))
+                    queue_size=widgets.IntSlider(value=4096, min=256, max=65536, step=256, description="queue K",
+                                                 continuous_update=False),
+                    momentum=widgets.FloatSlider(value=0.999, min=0.9, max=0.9999, step=0.0005, readout_format=".4f",
+                                                 description="momentum m", continuous_update=False))
 
 
 def byol_target_plot(lam: float = 0.6, angle: float = 100.0) -> Figure:
@@ -280,10 +280,10 @@ def byol_widget() -> interactive:
     import ipywidgets as widgets
 
     return interact(byol_target_plot,
-                     lam=widgets.FloatSlider(value=0.6, min=0.0, max=1.0, step=0.05, description="lam",
-                                             continuous_update=False),
-                     angle=widgets.FloatSlider(value=100.0, min=0.0, max=180.0, step=5.0, description="angle",
-                                               continuous_update=False))
+                    lam=widgets.FloatSlider(value=0.6, min=0.0, max=1.0, step=0.05, description="lam",
+                                            continuous_update=False),
+                    angle=widgets.FloatSlider(value=100.0, min=0.0, max=180.0, step=5.0, description="angle",
+                                              continuous_update=False))
 
 
 def supervised_targets_plot(lam: float = 0.6, classes: int = 3, n: int = 12, seed: int = 0) -> Figure:

@@ -27,6 +27,7 @@ def _page_faults_per_step(steps: int = 3) -> float:
     return (resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before) / steps
 
 
+@pytest.mark.slow  # eight steps of a batch of 128 at 32 px: a few seconds
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's malloc: Linux only")
 def test_training_steps_reuse_freed_activations_instead_of_page_faulting_them_in():
     if not _memory.keep_freed_memory():
