@@ -39,10 +39,15 @@ SimCLR head is the same as imix-teach's (Linear-BN-ReLU-Linear), but its MoCo v2
 (N+K)-way (every in-batch key is a negative too, which i-Mix needs).
 
 imix-teach's ``default`` rows are what ``pretrain`` does by default on a CPU: image batches and the
-model in the channels_last layout (``channels_last="auto"``), and glibc told to keep freed memory
-for the next step (process-wide, so lightly's rounds run with it too). ``--layouts default,nchw,compile`` adds
-rows with ``pretrain(channels_last=False)`` (NCHW, the layout the committed regime grid ran in: the
-same sums in another order) and with ``compile=True`` on top of the default, labelled as such.
+model in the channels_last layout (``channels_last="auto"``), where the backbone's batch norm ->
+max-pool -> ReLU blocks run through the fused CPU kernels (``imix_teach/_bn_pool_relu.c``, built
+with the system's C compiler on first use; the same function to float rounding), and glibc told to
+keep freed memory for the next step (process-wide, so lightly's rounds run with it too). lightly's
+rows feed the same backbone NCHW batches, so they run PyTorch's layers, as its pipeline would.
+``--layouts default,unfused,nchw,compile`` adds rows with the fused kernels off (PyTorch's layers,
+channels_last), with ``pretrain(channels_last=False)`` (NCHW, the layout the committed regime grid
+ran in: PyTorch's layers, the same sums in another order) and with ``compile=True`` on top of the
+default, labelled as such.
 """
 from __future__ import annotations
 
@@ -61,7 +66,7 @@ from datetime import datetime, timezone
 import torch
 from torch import nn
 
-from imix_teach import experiment
+from imix_teach import _bn_pool_relu, experiment
 from imix_teach._memory import keep_freed_memory
 from imix_teach.data import load
 from imix_teach.data.augment import ImageAugment
@@ -173,6 +178,7 @@ class ImixTeach:
         self.model.train()
         keep_freed_memory()  # what pretrain does on a CPU (process-wide: lightly's rounds get it too)
         channels_last = layout != "nchw"  # what pretrain's channels_last="auto" does on a CPU
+        self.fused = layout != "unfused"
         if channels_last:
             self.model.to(memory_format=torch.channels_last)
         if "compile" in layout:
@@ -187,11 +193,17 @@ class ImixTeach:
             self.order, self.at = torch.randperm(len(self.x), generator=self.gen), 0
         idx = self.order[self.at:self.at + BATCH]
         self.at += BATCH
-        train_step(self.model, self.x[idx], self.augment, self.opt, self.gen, self.options)
+        lib = _bn_pool_relu.library()
+        _bn_pool_relu._lib = lib if self.fused else None  # "unfused": PyTorch's layers for this row only
+        try:
+            train_step(self.model, self.x[idx], self.augment, self.opt, self.gen, self.options)
+        finally:
+            _bn_pool_relu._lib = lib
 
 
 # ----------------------------------------------------------------------------- timing
-LAYOUTS = ("", "nchw", "compile")  # imix-teach: pretrain's default (channels_last), NCHW, default + compile
+LAYOUTS = ("", "unfused", "nchw", "compile")  # imix-teach: pretrain's default (channels_last, fused kernels),
+# the same without the fused kernels, NCHW (PyTorch's layers), default + compile
 LIGHTLY = {"npair": "simclr", "moco": "moco"}  # imix-teach's method -> the lightly pipeline it is compared with
 
 
@@ -277,7 +289,8 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--methods", default="npair,moco", help="imix-teach methods: npair (vs lightly's SimCLR), moco")
     p.add_argument("--layouts", default="default", help="imix-teach settings, comma-separated: default "
-                   "(pretrain's: channels_last on a CPU), nchw (channels_last=False), compile (default + compile=True)")
+                   "(pretrain's: channels_last on a CPU, fused kernels), unfused (the same, PyTorch's layers), "
+                   "nchw (channels_last=False), compile (default + compile=True)")
     p.add_argument("--root", default=None, help="data root (default: $IMIX_DATA, else the cache)")
     p.add_argument("--json", default=None, help="also write the results to this JSON file")
     args = p.parse_args(argv)
@@ -296,9 +309,11 @@ def main(argv: list[str] | None = None) -> dict:
                 date=datetime.now(timezone.utc).isoformat(timespec="seconds"), torch=torch.__version__,
                 lightly=lightly.__version__, threads=torch.get_num_threads(), cpus=os.cpu_count(),
                 platform=platform.platform(), python=platform.python_version(), data=what, batch=BATCH,
-                image_size=SIZE, rounds=args.rounds, steps_per_round=args.steps, wall_s=time.perf_counter() - tic)
+                image_size=SIZE, rounds=args.rounds, steps_per_round=args.steps, wall_s=time.perf_counter() - tic,
+                fused_kernels=_bn_pool_relu.library() is not None)
     print(f"{what}; batch {BATCH}, {SIZE} px, {meta['threads']} thread(s), torch {meta['torch']}, lightly "
-          f"{meta['lightly']}; median of {args.rounds} rounds x {args.steps} steps; {meta['wall_s']:.0f} s\n")
+          f"{meta['lightly']}; median of {args.rounds} rounds x {args.steps} steps; {meta['wall_s']:.0f} s; fused "
+          f"CPU kernels {'on' if meta['fused_kernels'] else 'UNAVAILABLE (no C compiler): PyTorch layers'}\n")
     print(table(rows))
     if args.json:
         with open(args.json, "w") as fh:

@@ -10,6 +10,7 @@ import pytest
 import torch
 from torch import nn
 
+from imix_teach import _bn_pool_relu
 from imix_teach.data.augment import ImageAugment, color_jitter, hue_shift
 from imix_teach.methods import build_method
 from imix_teach.models import GlobalAvgPool, MaxPool2d, SmallConvNet
@@ -63,8 +64,11 @@ def test_maxpool_fast_path_is_the_one_taken_on_cpu():
 
 
 @pytest.mark.parametrize("size, channels_last", [(16, False), (15, False), (16, True), (15, True)])
-def test_pool_before_relu_is_the_same_network_bit_for_bit(size, channels_last):
-    """SmallConvNet pools before its ReLUs: outputs and every gradient equal conv-BN-ReLU-pool's, bit for bit."""
+def test_pool_before_relu_is_the_same_network_bit_for_bit(size, channels_last, monkeypatch):
+    """SmallConvNet pools before its ReLUs: outputs and every gradient equal conv-BN-ReLU-pool's, bit for bit.
+
+    (PyTorch's layers: the fused channels_last kernels, to float tolerance, are test_bn_pool_relu.py's.)"""
+    monkeypatch.setattr(_bn_pool_relu, "_lib", None)
     torch.manual_seed(0)
     net = SmallConvNet(3, 8)
     layers = list(net)
@@ -99,9 +103,10 @@ def test_global_avg_pool_keeps_a_channels_last_gradient_with_the_same_values():
 
 @pytest.mark.parametrize("method, alpha, channels_last", [("npair", None, False), ("npair", 1.0, False),
                                                           ("moco", 1.0, False), ("npair", 1.0, True)])
-def test_training_steps_are_bit_identical_to_torch_pools(method, alpha, channels_last):
+def test_training_steps_are_bit_identical_to_torch_pools(method, alpha, channels_last, monkeypatch):
     """Three train_steps (augmentation, i-Mix, backward, SGD, EMA) give the same weights either way,
-    in the default layout and in pretrain's opt-in channels_last one."""
+    in NCHW and in channels_last (PyTorch's layers there: the fused kernels are test_bn_pool_relu.py's)."""
+    monkeypatch.setattr(_bn_pool_relu, "_lib", None)
     torch.manual_seed(0)
     extra = dict(queue_size=64) if method == "moco" else {}
     fast = build_method(method, SmallConvNet(3, 8), proj_hidden=32, proj_dim=16, **extra)
@@ -170,8 +175,13 @@ def test_pretrain_trains_image_batches_channels_last_on_a_cpu_by_default(channel
     assert _first_conv(method).is_contiguous(memory_format=torch.channels_last) == expect
 
 
-def test_channels_last_computes_the_nchw_step_to_float_tolerance():
-    """The default CPU layout changes only the order of sums: three steps agree with NCHW to ~1e-5."""
+@pytest.mark.parametrize("fused", [True, False])
+def test_channels_last_computes_the_nchw_step_to_float_tolerance(fused, monkeypatch):
+    """The default CPU layout changes only the order of sums: three steps agree with NCHW to ~1e-5,
+    with the fused batch norm -> max-pool -> ReLU kernels (pretrain's default) and with PyTorch's layers."""
+    if fused and _bn_pool_relu.library() is None:
+        pytest.skip("no C compiler here: the fused kernels are off")
+    monkeypatch.setattr(_bn_pool_relu, "_lib", _bn_pool_relu.library() if fused else None)
     torch.manual_seed(0)
     nchw = build_method("npair", SmallConvNet(3, width=8), proj_hidden=16, proj_dim=8)
     nhwc = copy.deepcopy(nchw).to(memory_format=torch.channels_last)

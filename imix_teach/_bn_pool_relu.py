@@ -1,0 +1,155 @@
+"""Batch norm -> 2x2 max-pool -> ReLU as one CPU kernel pair (``_bn_pool_relu.c``), for channels_last batches.
+
+The first block of the small ConvNet spends most of a CPU training step there: PyTorch runs the
+three layers as separate full passes over a (N, 32, 32, 32) activation, forward and backward. The
+fused kernels compute the same function with the same formulas (to float rounding: the batch-norm
+statistics are summed in double) in fewer passes. They are compiled on first use with the system's
+C compiler (about a second; the library is cached per machine) and loaded with ctypes; without a
+compiler, on another device or dtype, in eval mode, or with ``IMIX_FUSED_CPU=0``, the model runs
+PyTorch's layers instead. ``tests/test_bn_pool_relu.py`` checks values and gradients against them.
+"""
+from __future__ import annotations
+
+import ctypes
+import hashlib
+import os
+import subprocess
+import sys
+import tempfile
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import torch
+from torch import nn
+
+SOURCE = Path(__file__).with_suffix(".c")
+FLAGS = ["-O3", "-march=native", "-ffp-contract=off", "-fno-trapping-math", "-fPIC", "-shared"]
+_lib: ctypes.CDLL | None | bool = False  # False: not tried yet; None: unavailable here
+_pool: ThreadPoolExecutor | None = None  # threads for a batch's chunks, made on first use
+
+
+def _forget_pool() -> None:
+    global _pool
+    _pool = None  # a forked child (a DataLoader worker) has the object but not its threads
+
+
+os.register_at_fork(after_in_child=_forget_pool)
+
+
+def _compile() -> ctypes.CDLL:
+    """The kernels' shared library, built once per source, flags and CPU into the user's cache."""
+    source = SOURCE.read_bytes()
+    key = hashlib.sha256(source + " ".join(FLAGS + [torch.backends.cpu.get_cpu_capability(),
+                                                    sys.platform]).encode()).hexdigest()[:16]
+    cache = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "imix_teach" / "kernels"
+    lib = cache / f"bn_pool_relu-{key}.so"
+    if not lib.exists():
+        cache.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(suffix=".so", dir=cache)  # built aside, then renamed: ranks may race
+        os.close(fd)
+        try:
+            subprocess.run([os.environ.get("CC", "cc"), *FLAGS, str(SOURCE), "-o", tmp], check=True,
+                           capture_output=True, timeout=120)
+            os.replace(tmp, lib)
+        finally:
+            if os.path.exists(tmp):
+                os.remove(tmp)
+    return ctypes.CDLL(str(lib))
+
+
+def library() -> ctypes.CDLL | None:
+    """The loaded kernels, or None where they cannot be built (no C compiler, not Linux/macOS, opted out)."""
+    global _lib
+    if _lib is False:
+        _lib = None
+        if os.environ.get("IMIX_FUSED_CPU", "1") != "0" and sys.platform != "win32":
+            try:
+                _lib = _compile()
+            except (OSError, subprocess.SubprocessError):
+                _lib = None
+    return _lib
+
+
+def usable(layers: list[nn.Module], x: torch.Tensor) -> bool:
+    """Whether ``layers`` are batch norm -> 2x2 max-pool -> ReLU that the fused kernels can run on ``x``."""
+    if len(layers) != 3 or any(m._forward_hooks or m._forward_pre_hooks for m in layers):
+        return False
+    bn, pool, relu = layers
+    return (type(bn) is nn.BatchNorm2d and bn.training and bn.affine and bn.track_running_stats
+            and bn.momentum is not None and isinstance(pool, nn.MaxPool2d) and isinstance(relu, nn.ReLU)
+            and pool.kernel_size in (2, (2, 2)) and pool.stride in (2, (2, 2)) and pool.padding in (0, (0, 0))
+            and pool.dilation in (1, (1, 1)) and not pool.return_indices and x.device.type == "cpu"
+            and x.dtype == bn.weight.dtype == torch.float32 and x.dim() == 4 and x.shape[0] > 0
+            and x.shape[2] % 2 == 0 and x.shape[3] % 2 == 0 and x.is_contiguous(memory_format=torch.channels_last)
+            and not torch.compiler.is_compiling() and library() is not None)
+
+
+def _ptr(t: torch.Tensor | None) -> ctypes.c_void_p:
+    return ctypes.c_void_p(t.data_ptr() if t is not None else 0)
+
+
+def _run(fn, n: int, *args, sums: int = 0, channels: int = 0) -> list[torch.Tensor]:
+    """fn(n0, n1, *args, *sum buffers) over chunks [n0, n1) of the n images, one chunk per torch thread.
+
+    Returns the ``sums`` per-channel double accumulators, added over the chunks. ctypes releases the
+    GIL during the call, so the chunks run in parallel like PyTorch's own CPU kernels.
+    """
+    global _pool
+    threads = max(1, min(torch.get_num_threads(), n))
+    acc = torch.zeros(threads, sums, channels, dtype=torch.float64)
+    cuts = [n * t // threads for t in range(threads + 1)]
+
+    def chunk(t: int) -> None:
+        ints = [ctypes.c_int64(v) if isinstance(v, int) else v for v in args]
+        fn(ctypes.c_int64(cuts[t]), ctypes.c_int64(cuts[t + 1]), *ints, *(_ptr(a) for a in acc[t]))
+
+    if threads == 1:
+        chunk(0)
+    else:
+        if _pool is None or _pool._max_workers < threads:
+            _pool = ThreadPoolExecutor(threads, thread_name_prefix="imix-bn-pool-relu")
+        list(_pool.map(chunk, range(threads)))
+    return list(acc.sum(0))
+
+
+class BNPoolReLU(torch.autograd.Function):
+    """relu(max_pool2d(batch_norm(x), 2)) for a training-mode ``nn.BatchNorm2d``: (N, C, H, W) -> (N, C, H/2, W/2).
+
+    Updates the module's running statistics as it does (momentum, unbiased running variance).
+    """
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, bn: nn.BatchNorm2d) -> torch.Tensor:
+        lib, (n, c, h, w) = library(), x.shape
+        total, sumsq = _run(lib.bnp_stats, n, _ptr(x), h * w, c, sums=2, channels=c)
+        count = n * h * w
+        mean = total / count
+        var = (sumsq / count - mean * mean).clamp_(min=0)  # biased, as the batch norm normalises with
+        invstd = (var + bn.eps).rsqrt()
+        with torch.no_grad():
+            bn.num_batches_tracked.add_(1)
+            bn.running_mean.lerp_(mean.to(bn.running_mean.dtype), bn.momentum)
+            bn.running_var.lerp_((var * count / max(count - 1, 1)).to(bn.running_var.dtype), bn.momentum)
+        mean, invstd = mean.float(), invstd.float()
+        scale = invstd * weight.detach()
+        shift = bias.detach() - mean * scale
+        out = torch.empty(n, c, h // 2, w // 2, memory_format=torch.channels_last)
+        xsel = torch.empty_like(out)
+        _run(lib.bnp_forward, n, _ptr(x), h, w, c, _ptr(scale), _ptr(shift), _ptr(out), _ptr(xsel))
+        ctx.save_for_backward(x, weight, out, xsel, mean, invstd, scale, shift)
+        return out
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        x, weight, out, xsel, mean, invstd, scale, shift = ctx.saved_tensors
+        lib, (n, c, h, w) = library(), x.shape
+        g = grad.contiguous(memory_format=torch.channels_last)
+        sum_dy, dot = _run(lib.bnp_backward_sums, n, _ptr(g), _ptr(out), _ptr(xsel), h * w // 4, c, _ptr(mean),
+                           sums=2, channels=c)
+        count = n * h * w
+        kk = (dot * invstd.double() ** 2 / count).float()
+        grad_mean = (sum_dy / count).float()
+        dx = torch.empty_like(x, memory_format=torch.channels_last)
+        _run(lib.bnp_backward_dx, n, _ptr(g), _ptr(out), _ptr(x), h, w, c, _ptr(scale), _ptr(shift), _ptr(mean),
+             _ptr(kk), _ptr(grad_mean), _ptr(dx))
+        return dx, (dot * invstd.double()).float(), sum_dy.float(), None
