@@ -97,8 +97,9 @@ def test_a_nan_spreads_as_in_pytorch():
 
 
 @needs_kernels
-def test_threads_split_the_batch_without_changing_the_result():
+def test_threads_split_the_batch_without_changing_the_result(monkeypatch):
     x = torch.randn(7, 6, 8, 8, generator=torch.Generator().manual_seed(5)).contiguous(memory_format=torch.channels_last)
+    monkeypatch.setattr(_bn_pool_relu, "PER_THREAD", 1)  # split even this small batch
     threads = torch.get_num_threads()
     try:
         torch.set_num_threads(1)
@@ -109,6 +110,34 @@ def test_threads_split_the_batch_without_changing_the_result():
         torch.set_num_threads(threads)
     for a, b in zip(one, three):
         torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-6)
+
+
+def _fused_sum_in(queue) -> None:
+    x = torch.randn(4, 3, 4, 4).contiguous(memory_format=torch.channels_last)
+    queue.put(_run(x, _bn(3), True)[0].sum().item())
+
+
+@needs_kernels
+def test_a_forked_child_runs_the_kernels_on_threads_of_its_own(monkeypatch):
+    """A DataLoader worker is a fork: the parent's thread pool comes along without its threads."""
+    import multiprocessing
+
+    monkeypatch.setattr(_bn_pool_relu, "PER_THREAD", 1)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        x = torch.randn(4, 3, 4, 4).contiguous(memory_format=torch.channels_last)
+        _run(x, _bn(3), True)  # the parent's pool exists now
+        ctx = multiprocessing.get_context("fork")
+        queue = ctx.Queue()
+        child = ctx.Process(target=_fused_sum_in, args=(queue,))
+        child.start()
+        child.join(timeout=60)
+        alive = child.is_alive()
+        child.kill()
+    finally:
+        torch.set_num_threads(threads)
+    assert not alive and child.exitcode == 0 and isinstance(queue.get(timeout=5), float)
 
 
 @needs_kernels
@@ -130,6 +159,8 @@ def test_small_convnet_takes_the_fused_path_when_training_channels_last_on_a_cpu
     assert fused_nodes(net, torch.randn(4, 3, 10, 10).contiguous(memory_format=torch.channels_last)) == 1  # 5x5: odd
     net[1].register_forward_hook(lambda *a: None)
     assert fused_nodes(net, cl) == 1  # a hook on a layer sees that layer run
+    net[5].register_full_backward_hook(lambda *a: None)
+    assert fused_nodes(net, cl) == 0  # a backward hook too
     net.eval()
     with torch.no_grad():
         assert not _bn_pool_relu.usable(list(net)[5:8], cl)
@@ -156,3 +187,13 @@ def test_two_processes_building_the_library_at_once_both_get_it(tmp_path):
     runs = [_library_in_a_fresh_process({"XDG_CACHE_HOME": str(tmp_path)}) for _ in range(2)]
     assert [r.communicate()[0].strip() for r in runs] == ["True", "True"]
     assert [p.suffix for p in (tmp_path / "imix_teach" / "kernels").iterdir()] == [".so"]  # no leftovers
+
+
+@needs_kernels
+def test_a_compiler_without_march_native_still_builds_it(tmp_path):
+    """Some compilers (Apple's clang on arm64, older ones) refuse -march=native: the build retries without it."""
+    cc = tmp_path / "picky-cc"
+    cc.write_text('#!/bin/sh\nfor a in "$@"; do [ "$a" = "-march=native" ] && exit 1; done\nexec cc "$@"\n')
+    cc.chmod(0o755)
+    run = _library_in_a_fresh_process({"XDG_CACHE_HOME": str(tmp_path / "cache"), "CC": str(cc)})
+    assert run.communicate()[0].strip() == "True" and run.returncode == 0

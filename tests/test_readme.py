@@ -105,3 +105,20 @@ def test_exercise_claim_matches_the_notebooks():
 def test_every_notebook_is_committed_with_full_mode_outputs():
     for number, path in NOTEBOOKS.items():
         assert "mode: full" in _outputs(path)[0], f"notebook {number} was not committed from a full-mode run"
+
+
+def test_speed_against_lightly_equals_the_committed_benchmark():
+    """docs/results.md's and benchmarks/README.md's ratios are results/benchmarks/vs_lightly_cpu.json's, and it used the fused kernels."""
+    bench = json.loads((ROOT / "results/benchmarks/vs_lightly_cpu.json").read_text(encoding="utf-8"))
+    assert bench["fused_kernels"] and bench["threads"] == 1
+
+    def ratio(method: str, layout: str = "") -> str:
+        return f"{bench['rows'][f'imix-teach {method} + i-Mix' + (f' ({layout})' if layout else '')]['ratio']:.2f}x"
+
+    for row, method in zip(_table(RESULTS, "## Speed on a CPU against lightly"), ("npair", "moco")):
+        assert list(row.values())[1:] == [ratio(method), ratio(method, "unfused"), ratio(method, "nchw")]
+    bench_readme = (ROOT / "benchmarks" / "README.md").read_text(encoding="utf-8")
+    table = {r["imix-teach"].strip("*"): r for r in _table(bench_readme, "### Result on CPU (2026-12-06")}
+    for method in ("npair", "moco"):
+        for layout in ("", "unfused", "nchw"):
+            assert table[f"{method} + i-Mix, {layout or 'default'}"]["ratio"].strip("*") == ratio(method, layout)
