@@ -13,6 +13,7 @@ from __future__ import annotations
 import ctypes
 import hashlib
 import os
+import platform
 import subprocess
 import sys
 import tempfile
@@ -32,11 +33,18 @@ _pools: dict[int, ThreadPoolExecutor] = {}  # threads for a batch's chunks, by t
 os.register_at_fork(after_in_child=_pools.clear)
 
 
+def _cpu() -> str:
+    """What -march=native builds for: a library built on one CPU may not run on another (a shared home)."""
+    try:
+        with open("/proc/cpuinfo") as fh:
+            return next(line for line in fh if line.startswith(("flags", "Features")))
+    except (OSError, StopIteration):
+        return f"{platform.machine()} {platform.processor()} {torch.backends.cpu.get_cpu_capability()}"
+
+
 def _compile() -> ctypes.CDLL:
     """The kernels' shared library, built once per source, flags and CPU into the user's cache."""
-    source = SOURCE.read_bytes()
-    key = hashlib.sha256(source + " ".join(FLAGS + [torch.backends.cpu.get_cpu_capability(),
-                                                    sys.platform]).encode()).hexdigest()[:16]
+    key = hashlib.sha256(SOURCE.read_bytes() + " ".join(FLAGS + [sys.platform, _cpu()]).encode()).hexdigest()[:16]
     cache = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "imix_teach" / "kernels"
     lib = cache / f"bn_pool_relu-{key}.so"
     if not lib.exists():
@@ -66,7 +74,7 @@ def library() -> ctypes.CDLL | None:
         if os.environ.get("IMIX_FUSED_CPU", "1") != "0" and sys.platform != "win32":
             try:
                 _lib = _compile()
-            except (OSError, subprocess.SubprocessError):
+            except (OSError, RuntimeError, subprocess.SubprocessError):  # RuntimeError: no home folder
                 _lib = None
     return _lib
 

@@ -197,3 +197,13 @@ def test_a_compiler_without_march_native_still_builds_it(tmp_path):
     cc.chmod(0o755)
     run = _library_in_a_fresh_process({"XDG_CACHE_HOME": str(tmp_path / "cache"), "CC": str(cc)})
     assert run.communicate()[0].strip() == "True" and run.returncode == 0
+
+
+@needs_kernels
+def test_a_library_built_for_one_cpu_is_not_loaded_on_another(tmp_path, monkeypatch):
+    """-march=native code can crash on another CPU: a home folder shared by two machines keeps one build each."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    _bn_pool_relu._compile()
+    monkeypatch.setattr(_bn_pool_relu, "_cpu", lambda: "flags : another processor")
+    _bn_pool_relu._compile()
+    assert len(list((tmp_path / "imix_teach" / "kernels").glob("*.so"))) == 2
