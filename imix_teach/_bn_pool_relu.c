@@ -4,11 +4,12 @@
    these as three kernels, each a full pass over memory: the batch norm writes its whole output, the
    max-pool reads it back and writes int64 indices, its backward zero-fills a full-size gradient
    before it scatters into it. Here the forward reads x twice (statistics, then normalise + pool +
-   ReLU in one pass) and writes a quarter; the backward reads the pooled quarter, then x once, and
-   writes dx once. The arithmetic is PyTorch's (same formulas, first maximum of a window in the same
-   scan order, no FMA contraction: build with -ffp-contract=off); the statistics are summed in double.
+   ReLU in one pass) and writes two quarters (the output, and each window's x at its maximum); the
+   backward reads those quarters, then x once, and writes dx once. The arithmetic is PyTorch's (same
+   formulas, first maximum of a window in the same scan order, no FMA contraction: build with
+   -ffp-contract=off, and -fno-trapping-math so that the selects vectorise); the statistics are
+   summed in double.
    Each function works on the images [n0, n1) (its first two arguments), so that threads can share a batch. */
-#include <math.h>
 #include <stdint.h>
 
 /* sum[c] += sum of x, sumsq[c] += sum of x^2 over images [n0, n1) and all positions. */
