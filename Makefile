@@ -46,7 +46,7 @@ lab: $(VENV)/.installed
 	$(VENV)/bin/jupyter lab notebooks/ $(strip $(LAB_FLAGS)) $(ARGS)
 
 demo: $(VENV)/.installed
-	$(PY) -m imix_teach.demo
+	$(PY) -m imix_teach.course.demo
 
 test: $(VENV)/.installed
 	IMIX_QUICK=1 $(PY) -m pytest tests notebooks --nbval-lax --nbval-sanitize-with tests/nbval_sanitize.cfg -p no:cacheprovider \

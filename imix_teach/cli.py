@@ -16,7 +16,8 @@ from pathlib import Path
 import torch
 from torch.distributed.elastic.multiprocessing.errors import record
 
-from . import demo, pretrain_command
+from . import pretrain_command
+from .course import demo
 from . import reproduce as rp
 from .reproduce import regime
 from .checkpoint import CheckpointError
@@ -71,7 +72,7 @@ def _parser() -> argparse.ArgumentParser:
                        description=pretrain_command.__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     pretrain_command.add_arguments(t)
     d = sub.add_parser("demo", help="i-Mix vs. baseline on scikit-learn's digits, 3 seeds (2-3 minutes on one CPU thread)")
-    d.add_argument("args", nargs=argparse.REMAINDER, help="passed to python -m imix_teach.demo")
+    d.add_argument("args", nargs=argparse.REMAINDER, help="passed to python -m imix_teach.course.demo")
     return parser
 
 

@@ -1,11 +1,11 @@
-"""imix_teach.analysis: Fréchet distance against closed forms, collapse diagnostics, class splits, sweeps."""
+"""imix_teach.course.analysis: Fréchet distance against closed forms, collapse diagnostics, class splits, sweeps."""
 import math
 
 import numpy as np
 import pytest
 import torch
 
-from imix_teach.analysis import (
+from imix_teach.course.analysis import (
     effective_rank,
     embedding_spread,
     evaluate_encoder,

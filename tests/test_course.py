@@ -83,7 +83,7 @@ def test_download_sizes_cover_every_dataset_with_files():
 
 # ----------------------------------------------------------------------------- playground and widgets
 def test_playground_trains_in_seconds_and_scores():
-    from imix_teach.playground import toy_data, train_toy
+    from imix_teach.course.playground import toy_data, train_toy
 
     x, y = toy_data(per_class=4, classes=5)
     assert x.shape == (20, 2) and torch.bincount(y).tolist() == [4] * 5
@@ -95,7 +95,7 @@ def test_playground_trains_in_seconds_and_scores():
 
 def test_widgets_carry_a_picture_of_their_default_state():
     pytest.importorskip("ipywidgets")
-    from imix_teach.widgets import byol_widget, queue_widget
+    from imix_teach.course.widgets import byol_widget, queue_widget
 
     for widget in (queue_widget(), byol_widget()):
         bundle = widget._repr_mimebundle_()
@@ -108,7 +108,7 @@ def test_imix_plot_readout_matches_the_library():
     matplotlib.use("Agg")
     from imix_teach.losses import npair_loss
     from imix_teach.mixing import mix_targets, mixup
-    from imix_teach.widgets import _readout, imix_plot, queue_plot
+    from imix_teach.course.widgets import _readout, imix_plot, queue_plot
 
     g = torch.Generator().manual_seed(0)
     a, b = torch.randn(6, 5, generator=g), torch.randn(6, 5, generator=g)

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from imix_teach.demo import RANDOM_INIT, figure, main, standing, table, verdict
+from imix_teach.course.demo import RANDOM_INIT, figure, main, standing, table, verdict
 from imix_teach.experiment import RunResult, run
 from imix_teach.tables import apart
 
@@ -93,7 +93,7 @@ def _every_4th_row(name: str, split: str):
 
 @pytest.mark.slow
 def test_a_tiny_demo_runs_three_seeds_prints_its_table_and_sentence_and_repeats(tmp_path, capsys, monkeypatch):
-    monkeypatch.setattr("imix_teach.demo.load", _every_4th_row)
+    monkeypatch.setattr("imix_teach.course.demo.load", _every_4th_row)
     out = main(["--epochs", "1", "--methods", "npair", "--out", str(tmp_path)])
     runs = [r for r in out if r.method != RANDOM_INIT]
     floor = [r for r in out if r.method == RANDOM_INIT]

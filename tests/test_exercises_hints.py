@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from imix_teach.exercises import nb03, nb06, nb07, nb09, nb10
+from imix_teach.course.exercises import nb03, nb06, nb07, nb09, nb10
 
 NOTEBOOKS = sorted((Path(__file__).parent.parent / "notebooks").glob("*.ipynb"))
 CHECKERS = [
@@ -76,7 +76,7 @@ def test_notebook_solutions_are_opt_in_and_exercises_unchecked(path):
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
 def test_notebook_solutions_named_in_markdown_exist(path, capsys):
-    from imix_teach.exercises import show_solution
+    from imix_teach.course.exercises import show_solution
 
     cells = json.loads(path.read_text())["cells"]
     names = re.findall(r'show_solution\("([^"]+)"\)', "".join("".join(c["source"]) for c in cells))
@@ -101,7 +101,7 @@ def _solve(match: re.Match) -> str:
     module, fn = SOLUTIONS[match.group(1)].split(".")
     args = ", ".join(a.split("=")[0].strip() for a in match.group(2).split(","))
     body = match.group(0).split("return None")[0]
-    return f"{body}from imix_teach.exercises.{module} import {fn}\n    return {fn}({args})"
+    return f"{body}from imix_teach.course.exercises.{module} import {fn}\n    return {fn}({args})"
 
 
 def _solved_cells(path: Path) -> tuple[list[dict], list[int]]:

@@ -5,7 +5,7 @@ import torch
 import torch.nn.functional as F
 
 from imix_teach import supervised
-from imix_teach.exercises import nb01, nb02, show_solution
+from imix_teach.course.exercises import nb01, nb02, show_solution
 from imix_teach.losses import npair_loss, simclr_loss
 
 

@@ -2,7 +2,7 @@
 import torch
 import torch.nn.functional as F
 
-from imix_teach.exercises import nb03, nb04, nb05, show_solution
+from imix_teach.course.exercises import nb03, nb04, nb05, show_solution
 from imix_teach.losses import byol_loss, moco_loss
 
 

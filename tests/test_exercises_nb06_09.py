@@ -1,7 +1,7 @@
 """Exercises of notebooks 06-09: every reference solution passes its checker; wrong or missing answers fail."""
 import torch
 
-from imix_teach.exercises import nb06, nb07, nb08, nb09, show_solution
+from imix_teach.course.exercises import nb06, nb07, nb08, nb09, show_solution
 
 
 def test_nb06_mix_any_domain(capsys):

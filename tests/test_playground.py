@@ -6,7 +6,7 @@ import torch
 def test_the_playground_default_shows_imix_ahead():
     """Notebook 10 says its default (no augmentation, 8 per class, tau 0.5, alpha 0.2) has i-Mix ahead in most
     seeds; the first two seeds, which its figures and quick mode use, must show it."""
-    from imix_teach.playground import JITTER, train_toy
+    from imix_teach.course.playground import JITTER, train_toy
 
     assert JITTER == 0.0  # the default is the no-augmentation setting the notebook describes
     for seed in (0, 1):
@@ -14,7 +14,7 @@ def test_the_playground_default_shows_imix_ahead():
 
 
 def test_jitter_zero_gives_identical_views_and_a_negative_scale_is_refused():
-    from imix_teach.playground import jitter
+    from imix_teach.course.playground import jitter
 
     x = torch.randn(5, 2)
     assert torch.equal(jitter(0.0)(x, torch.Generator().manual_seed(0)), x)
@@ -26,7 +26,7 @@ def test_supervised_targets_plot_draws_the_labels_and_their_mix():
     import matplotlib
 
     matplotlib.use("Agg")
-    from imix_teach.widgets import supervised_targets_plot
+    from imix_teach.course.widgets import supervised_targets_plot
 
     fig = supervised_targets_plot(lam=0.7, classes=12, n=12)
     left, right = (torch.as_tensor(ax.images[0].get_array()) for ax in fig.axes[:2])
@@ -44,7 +44,7 @@ def test_interact_gives_any_figure_function_a_picture_of_its_default_state():
     import ipywidgets as widgets
     import matplotlib.pyplot as plt
 
-    from imix_teach.widgets import interact, supervised_targets_widget
+    from imix_teach.course.widgets import interact, supervised_targets_widget
 
     def line(slope=1.0):
         fig, ax = plt.subplots()

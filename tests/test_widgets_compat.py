@@ -11,7 +11,7 @@ import pytest  # noqa: E402
 import torch  # noqa: E402
 
 ipywidgets = pytest.importorskip("ipywidgets")
-from imix_teach import widgets  # noqa: E402
+from imix_teach.course import widgets  # noqa: E402
 
 
 @pytest.fixture

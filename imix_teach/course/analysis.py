@@ -26,13 +26,13 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .evaluate import evaluate_encoder  # one implementation, re-exported for the notebooks
+from ..evaluate import evaluate_encoder  # one implementation, re-exported for the notebooks
 
 if TYPE_CHECKING:  # types only: matplotlib is imported where a plot is drawn
     from matplotlib.axes import Axes
 
-    from .data.base import DomainData
-    from .experiment import RunResult
+    from ..data.base import DomainData
+    from ..experiment import RunResult
 
 _Array = torch.Tensor | np.ndarray  # what the Fréchet functions accept (converted to float64 NumPy)
 
@@ -105,7 +105,7 @@ def embedding_frechet_distance(encoder: torch.nn.Module, first: DomainData, seco
     ``first``/``second`` are :class:`imix_teach.data.DomainData` (e.g. the train and test splits);
     features come from their evaluation ``transform``.
     """
-    from .evaluate import extract_features
+    from ..evaluate import extract_features
 
     fa = extract_features(encoder, first.inputs, first.transform, batch_size=batch_size)
     fb = extract_features(encoder, second.inputs, second.transform, batch_size=batch_size)

@@ -1,4 +1,4 @@
-"""``python -m imix_teach.demo`` (``make demo``): i-Mix vs. no i-Mix on scikit-learn's digits, over seeds.
+"""``python -m imix_teach.course.demo`` (``make demo``): i-Mix vs. no i-Mix on scikit-learn's digits, over seeds.
 
 Needs no data files and no GPU: N-pair, MoCo v2 and BYOL, each pretrained with and without i-Mix on
 the 1,297 training digits (16x16) for 10 epochs with seeds 0, 1 and 2, then a linear probe and a kNN
@@ -23,12 +23,12 @@ from pathlib import Path
 import torch
 from matplotlib.figure import Figure
 
-from .config import full_or_quick
-from .data import load
-from .data.base import DomainData
-from .evaluate import evaluate_encoder
-from .experiment import RunResult, run, small_encoder
-from .tables import apart, format_mean_std, markdown_table
+from ..config import full_or_quick
+from ..data import load
+from ..data.base import DomainData
+from ..evaluate import evaluate_encoder
+from ..experiment import RunResult, run, small_encoder
+from ..tables import apart, format_mean_std, markdown_table
 
 PROBES = {"linear": "linear probe", "knn": "kNN"}
 RANDOM_INIT = "random init"
@@ -108,7 +108,7 @@ def verdict(results: Sequence[RunResult], reference: Sequence[RunResult]) -> str
 
 def figure(results: Sequence[RunResult], reference: Sequence[RunResult]) -> Figure:
     """Pretraining loss of the first seed, then each probe's mean ± std per method and variant on the
-    whole 0-100 % axis, with the never-trained encoder as a dashed line (:func:`imix_teach.plots.plot_points`)."""
+    whole 0-100 % axis, with the never-trained encoder as a dashed line (:func:`imix_teach.course.plots.plot_points`)."""
     from .plots import plot_histories, plot_points  # here, not on top: `imix-teach` imports this module at start
 
     fig = Figure(figsize=(14, 3.8))  # no pyplot: nothing global to close, no display needed

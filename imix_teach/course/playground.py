@@ -1,6 +1,6 @@
 """A live i-Mix playground: 2-D toy data, embeddings on the circle, a few seconds per setting on a CPU.
 
-    from imix_teach.playground import playground, playground_plot
+    from imix_teach.course.playground import playground, playground_plot
     playground_plot(imix=True)   # one static figure of the default setting (headless-safe)
     playground()                 # the same behind ipywidgets controls
 
@@ -26,10 +26,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .data.base import Augmenter
-from .evaluate import knn_accuracy
-from .methods import NPair
-from .train import History, pretrain
+from ..data.base import Augmenter
+from ..evaluate import knn_accuracy
+from ..methods import NPair
+from ..train import History, pretrain
 
 # The playground's default setting (see the module docstring for why these values).
 ALPHA, TAU, PER_CLASS, JITTER = 0.2, 0.5, 8, 0.0

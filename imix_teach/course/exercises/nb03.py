@@ -15,8 +15,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..losses import npair_loss
-from ..mixing import mix_targets, mixup
+from ...losses import npair_loss
+from ...mixing import mix_targets, mixup
 from . import check_with_hints
 
 Embed = Callable[[torch.Tensor], torch.Tensor]

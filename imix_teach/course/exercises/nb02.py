@@ -12,8 +12,8 @@ from collections.abc import Callable
 import torch
 import torch.nn.functional as F
 
-from ..losses import npair_loss
-from ..mixing import mix_targets
+from ...losses import npair_loss
+from ...mixing import mix_targets
 from . import check_function, compare
 
 

@@ -14,7 +14,7 @@ from collections.abc import Callable
 
 import torch
 
-from ..mixing import mixup
+from ...mixing import mixup
 from . import check_with_hints, not_solved
 
 

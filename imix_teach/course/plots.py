@@ -9,8 +9,8 @@ import numpy as np
 import torch
 from matplotlib.axes import Axes
 
-from . import tables
-from .experiment import RunResult
+from .. import tables
+from ..experiment import RunResult
 
 
 def _label(r: RunResult) -> str:

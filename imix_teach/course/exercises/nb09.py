@@ -6,7 +6,7 @@ match, each row normalised to sum to 1. :func:`check_supervised_targets` compare
 
 Exercise 2: the Fréchet distance between two sets of features (Appendix C.3), each fitted by a
 Gaussian: ||m_a - m_b||^2 + Tr(S_a + S_b - 2 (S_a S_b)^{1/2}). :func:`check_frechet_distance`
-compares with :func:`imix_teach.analysis.frechet_distance`.
+compares with :func:`imix_teach.course.analysis.frechet_distance`.
 """
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from ..analysis import frechet_distance
-from ..losses import supervised_targets
+from ...losses import supervised_targets
 from . import check_with_hints
 
 

@@ -17,9 +17,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..losses import moco_loss, soft_cross_entropy
-from ..methods import ema_update
-from ..mixing import mix_targets
+from ...losses import moco_loss, soft_cross_entropy
+from ...methods import ema_update
+from ...mixing import mix_targets
 from . import check_function, compare, not_solved
 
 

@@ -3,7 +3,7 @@
 Exercise 1: the pretext task's accuracy. Given the embeddings of two views of the same N samples,
 how often is row i's most similar row of the other view row i itself? With identical views a
 plain encoder solves this trivially, and that is the problem. :func:`check_pretext_accuracy`
-compares with :func:`imix_teach.analysis.instance_accuracy`.
+compares with :func:`imix_teach.course.analysis.instance_accuracy`.
 
 Exercise 2: InputMix's coefficients (Sec. 3.3). From Dirichlet(1, 1, 1) draws l (N, 3) build
 (0.5 * l1 + 0.5, 0.5 * l2, 0.5 * l3): the principal input keeps at least half of the weight.

@@ -10,7 +10,7 @@ from collections.abc import Callable
 import torch
 import torch.nn.functional as F
 
-from ..mixing import mix_targets, mixup
+from ...mixing import mix_targets, mixup
 from . import check_function, not_solved
 
 

@@ -15,9 +15,9 @@ from typing import Any
 
 import torch
 
-from .config import data_root, full_or_quick, offline_mode, pick_device, quick_mode, seed_everything
-from .data import DATASETS, DomainData, MaskingNoise, TabularTransform, load
-from .models import cifar_resnet
+from ..config import data_root, full_or_quick, offline_mode, pick_device, quick_mode, seed_everything
+from ..data import DATASETS, DomainData, MaskingNoise, TabularTransform, load
+from ..models import cifar_resnet
 
 
 # The first code cell of every notebook (scripts/sync_notebooks.py fills in {repository} from

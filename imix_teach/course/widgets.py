@@ -33,8 +33,8 @@ import torch.nn.functional as F
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
-from .losses import npair_loss, supervised_targets
-from .mixing import mix_targets, mixup, sample_lambda
+from ..losses import npair_loss, supervised_targets
+from ..mixing import mix_targets, mixup, sample_lambda
 
 if TYPE_CHECKING:  # types only: ipywidgets is imported when a widget is built
     from ipywidgets import interactive
