@@ -41,6 +41,7 @@ from imix_teach.methods import METHODS as REGISTRY
 from imix_teach.methods import build_method
 from imix_teach.models import SmallConvNet, cifar_resnet
 from imix_teach.train import StepOptions, pretrain, train_step
+from imix_teach.train import Mixing, Optim, Runtime
 
 METHODS = tuple(name for name, cls in REGISTRY.items() if not cls.needs_labels)  # every self-supervised method
 
@@ -104,7 +105,7 @@ class Stepper:
         if compile:
             self.model.encoder.compile()
         dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(amp or "")
-        self.options = StepOptions(alpha=self.alpha, amp_dtype=dtype)
+        self.options = StepOptions(Mixing(alpha=self.alpha), amp_dtype=dtype)
         self.scaler = torch.amp.GradScaler(device.type, enabled=dtype == torch.float16)
         self.gen = torch.Generator(device=device).manual_seed(2)
         views = iter(())
@@ -231,8 +232,9 @@ def child_pretrain(args) -> None:
     torch.manual_seed(0)
     method = build_method(args.methods[0], SmallConvNet(3, args.width), scale="cpu", n_train=4096, tau=0.2)
     device = torch.device("cuda") if torch.cuda.is_available() and args.device != "cpu" else torch.device("cpu")
-    history = pretrain(method, x, lambda v, g: v.float(), epochs=3, batch_size=args.batch, alpha=1.0, device=device,
-                       progress=False, warmup_epochs=0)
+    history = pretrain(method, x, lambda v, g: v.float(),
+                       optim=Optim(epochs=3, batch_size=args.batch, warmup_epochs=0), mixing=Mixing(alpha=1.0),
+                       runtime=Runtime(device=device, progress=False))
     if int(os.environ.get("RANK", "0")) == 0:
         seconds = statistics.median(history.epoch_seconds[1:])  # epoch 1 pays for start-up
         print(json.dumps(dict(samples_per_s=args.batch * steps / seconds, epoch_s=seconds)))

@@ -7,7 +7,7 @@ What is timed, for both libraries: one SimCLR/N-pair (or MoCo) training step = t
 views of a batch + forward + loss + backward + SGD (+ the momentum update and queue for MoCo),
 batch 128 of 32 px CIFAR-10 training images (real ones, read with ``imix_teach.data.load``; random
 uint8 images only when no CIFAR-10 copy is found, and the output says so), the same small ConvNet
-backbone (``experiment.small_encoder``: SmallConvNet width 32, 128 features), the same SGD (lr
+backbone (``models.build_encoder(shape, "small")``: SmallConvNet width 32, 128 features), the same SGD (lr
 0.0625 = 0.125 * 128 / 256, momentum 0.9, weight decay 1e-4), tau 0.2, one torch thread. Every
 configuration is timed in alternating rounds in one process (a slow phase of a shared machine
 hits all of them) and the median round is reported as images/s, with the ratio imix-teach / lightly.
@@ -66,13 +66,16 @@ from datetime import datetime, timezone
 import torch
 from torch import nn
 
-from imix_teach import _bn_pool_relu, experiment
+from imix_teach import _bn_pool_relu
+from imix_teach.methods import method_settings
+from imix_teach.models import build_encoder
 from imix_teach._memory import keep_freed_memory
 from imix_teach.data import load
 from imix_teach.data.augment import ImageAugment
 from imix_teach.data.image import CIFAR_STATS
 from imix_teach.methods import build_method
 from imix_teach.train import StepOptions, train_step
+from imix_teach.train import Mixing
 
 BATCH, SIZE, TAU, LR, MOMENTUM, WD, EMA, QUEUE = 128, 32, 0.2, 0.125 * 128 / 256, 0.9, 1e-4, 0.99, 4096
 HIDDEN, PROJ = 256, 64  # the library's CPU head (METHODS[...].settings("cpu"))
@@ -129,7 +132,7 @@ class Lightly:
                                                   drop_last=True, num_workers=0)
         self.batches = iter(())
         torch.manual_seed(0)
-        self.backbone = experiment.small_encoder((3, SIZE, SIZE))
+        self.backbone = build_encoder((3, SIZE, SIZE), "small")
         dim = self.backbone.out_dim
         self.moco = method == "moco"
         head = MoCoProjectionHead if self.moco else SimCLRProjectionHead
@@ -170,8 +173,8 @@ class ImixTeach:
 
     def __init__(self, method: str, imix: bool, x: torch.Tensor, augment: ImageAugment, layout: str = ""):
         torch.manual_seed(0)
-        encoder = experiment.small_encoder((3, SIZE, SIZE))
-        kwargs = dict(experiment.small_method_kwargs(method, len(x)), proj_hidden=HIDDEN, proj_dim=PROJ)
+        encoder = build_encoder((3, SIZE, SIZE), "small")
+        kwargs = method_settings(method, "cpu", len(x), proj_hidden=HIDDEN, proj_dim=PROJ)
         if method == "moco":
             kwargs.update(queue_size=QUEUE, momentum=EMA)
         self.model = build_method(method, encoder, tau=TAU, **kwargs)
@@ -184,7 +187,7 @@ class ImixTeach:
         if "compile" in layout:
             self.model.encoder.compile()
         self.opt = sgd(self.model)
-        self.options = StepOptions(alpha=1.0 if imix else None, channels_last=channels_last)
+        self.options = StepOptions(Mixing(alpha=1.0 if imix else None), channels_last=channels_last)
         self.x, self.augment, self.gen = x, augment, torch.Generator().manual_seed(0)
         self.order, self.at = torch.randperm(len(x), generator=self.gen), 0
 

@@ -128,5 +128,5 @@ def resume_from(ckpt: Checkpoint | None, resume: bool, method: nn.Module, optimi
     if changed and ctx.is_main:  # ...and the user is told
         said = ", ".join(f"{k} {a!r} -> {b!r}" for k, (a, b) in changed.items())
         warnings.warn(f"resuming {ckpt.path} at epoch {state['epoch']} with changed settings, applied from "
-                      f"here on: {said}", ResumeWarning, stacklevel=3)
+                      f"here on: {said}", ResumeWarning, stacklevel=4)
     return History(**state["history"]), int(state["epoch"])

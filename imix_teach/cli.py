@@ -19,8 +19,9 @@ from torch.distributed.elastic.multiprocessing.errors import record
 from . import pretrain_command
 from .course import demo
 from . import reproduce as rp
-from .reproduce import regime
+from .reproduce import domains, regime
 from .checkpoint import CheckpointError
+from .engine import DataCache
 
 
 def _positive_int(text: str) -> int:
@@ -33,8 +34,9 @@ def _positive_int(text: str) -> int:
     return value
 
 
-PRESET_NAMES = sorted([*rp.PRESETS, "regime"])
-# The regime grid's protocol is fixed: of reproduce's options it takes only these.
+FIXED_GRIDS = {"regime": regime.grid, "domains": domains.grid}  # grids whose protocol is fixed
+PRESET_NAMES = sorted([*rp.PRESETS, *FIXED_GRIDS])
+# A fixed grid's protocol (regime, domains) is fixed: of reproduce's options it takes only these.
 REGIME_OPTIONS = ("out", "root", "device", "threads", "max_runs", "quick", "estimate_steps", "no_progress")
 
 
@@ -46,8 +48,8 @@ def _parser() -> argparse.ArgumentParser:
         "reproduce", help="pretrain each method with and without i-Mix, evaluate, write table + figure",
         description=rp.__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("--preset", default="cpu", help=f"one of {PRESET_NAMES} (default cpu); regime: the fixed grid "
-                                                   "of the paper's regime (results/regime/protocol.json)")
+    p.add_argument("--preset", default="cpu", help=f"one of {PRESET_NAMES} (default cpu); regime and domains: fixed "
+                                                   "grids (results/regime/ and results/domains/protocol.json)")
     p.add_argument("--domain", default="all", help="image, speech, tabular or all; a comma list is fine (default all)")
     p.add_argument("--methods", default=",".join(rp.DEFAULT_METHODS),
                    help=f"comma list from {', '.join(rp.METHOD_CHOICES)} (default npair,moco,byol)")
@@ -110,52 +112,46 @@ def _dispatch(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
         parser.error(f"argument --preset: unknown preset {args.preset!r}; choose from {', '.join(PRESET_NAMES)}")
     if args.threads is not None:
         torch.set_num_threads(args.threads)
-    if args.preset == "regime":
-        return _regime(parser, args)
+    grid = _fixed_grid(parser, args) if args.preset in FIXED_GRIDS else _preset_grid(parser, args)
+    out = Path(args.out) if args.out else Path("results") / grid.name
+    if args.estimate_steps is not None:
+        store = rp.ResultStore(out / "runs.json")
+        todo = [r for r in grid.runs if r.key not in store] or list(grid.runs)
+        print(rp.estimate_table(rp.estimate(grid, todo, store, DataCache(), steps=args.estimate_steps, root=args.root)))
+        return 0
+    tic = time.perf_counter()
+    records = rp.reproduce(grid, out, root=args.root, device=args.device, max_runs=args.max_runs,
+                           progress=not args.no_progress)
+    table = out / ("table.md" if grid.protocol is not None else "results.md")
+    print(table.read_text() if records else "no runs finished")
+    print(f"{len(records)}/{len(grid.runs)} runs in {out / 'runs.json'}; this call took {time.perf_counter() - tic:.0f} s; "
+          f"report in {out}")
+    return 0 if len(records) == len(grid.runs) else 3
+
+
+def _preset_grid(parser: argparse.ArgumentParser, args: argparse.Namespace) -> rp.Grid:
+    """The grid of a main-comparison preset (cpu, paper, paper-imagenet) with the command line's choices."""
     domains = _split(parser, "--domain", args.domain, rp.DOMAINS, allow_all=True)
     methods = _split(parser, "--methods", args.methods, rp.METHOD_CHOICES)
     if args.quick and args.preset != "cpu":
-        parser.error("argument --quick: only the cpu and regime presets have a quick version")
+        parser.error("argument --quick: only the cpu, regime and domains presets have a quick version")
     preset = rp.get_preset(args.preset, quick=True if args.quick else None)
     overrides = dict(epochs=args.epochs, batch_size=args.batch_size, per_class=args.per_class)
     if args.datasets is not None:
         known = list(dict.fromkeys(s.dataset for d in domains for s in preset.domain(d)))
         overrides["datasets"] = _split(parser, "--datasets", args.datasets, known)
-    if args.estimate_steps is not None:
-        rows = rp.estimate(preset, domains, methods, args.seeds, steps=args.estimate_steps, root=args.root,
-                           device=args.device, **overrides)
-        print(rp.estimate_table(rows))
-        return 0
-    out = Path(args.out) if args.out else Path("results") / preset.name
-    tic = time.perf_counter()
-    records = rp.reproduce(preset, domains, methods, args.seeds, out, root=args.root, device=args.device,
-                           max_runs=args.max_runs, progress=not args.no_progress, **overrides)
-    expected = len(rp.plan(preset, domains, methods, args.seeds, **overrides))
-    print((out / "results.md").read_text() if records else "no runs finished")
-    print(f"{len(records)}/{expected} runs in {out / 'runs.json'}; this call took {time.perf_counter() - tic:.0f} s; "
-          f"table {out / 'results.md'}, figure {out / 'results.png'}")
-    return 0 if len(records) == expected else 3
+    return preset.grid(domains, methods, args.seeds, **overrides)
 
 
-def _regime(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
-    """``reproduce --preset regime``: estimate, run what is left of the fixed grid, write its report."""
+def _fixed_grid(parser: argparse.ArgumentParser, args: argparse.Namespace) -> rp.Grid:
+    """``reproduce --preset regime`` or ``domains``: a fixed grid; of the command line it takes only REGIME_OPTIONS."""
     defaults = parser.parse_args(["reproduce"])
     changed = [k for k, v in vars(args).items() if k not in (*REGIME_OPTIONS, "command", "preset")
                and v != getattr(defaults, k)]
     if changed:
-        parser.error(f"argument --{changed[0].replace('_', '-')}: the regime preset runs a fixed protocol (its "
+        parser.error(f"argument --{changed[0].replace('_', '-')}: the {args.preset} preset runs a fixed protocol (its "
                      f"protocol.json); it takes only {', '.join('--' + o.replace('_', '-') for o in REGIME_OPTIONS)}")
-    out = Path(args.out) if args.out else Path("results") / ("regime-quick" if args.quick else "regime")
-    tic = time.perf_counter()
-    records = regime.reproduce_regime(out, quick=args.quick, root=args.root, device=args.device,
-                                      max_runs=args.max_runs, progress=not args.no_progress,
-                                      estimate_only=args.estimate_steps is not None)
-    expected = len(regime.plan(regime.protocol(args.quick)))
-    if args.estimate_steps is None and records:
-        print((out / "table.md").read_text())
-    print(f"{len(records)}/{expected} runs in {out / 'runs.json'}; this call took {time.perf_counter() - tic:.0f} s; "
-          f"table {out / 'table.md'}, summary {out / 'summary.csv'}")
-    return 0 if len(records) == expected or args.estimate_steps is not None else 3
+    return FIXED_GRIDS[args.preset](quick=args.quick)
 
 
 if __name__ == "__main__":

@@ -13,7 +13,9 @@ methods need no second code path.
 """
 from __future__ import annotations
 
+import contextlib
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -218,6 +220,29 @@ def cleanup(ctx: Context) -> None:
     """Leave the process group if :func:`setup` created it."""
     if ctx.started_here and is_initialized():
         dist.destroy_process_group()
+
+
+_current: Context | None = None  # the session this process is in, if any
+
+
+@contextlib.contextmanager
+def session(device: torch.device) -> Iterator[Context]:
+    """Join the process group for the body (:func:`setup`), then leave it if this session created it.
+
+    Whoever creates the process group destroys it. A session inside another one is the outer one
+    (its context, whatever ``device`` says), so the group is set up once per process: the CLI's
+    session holds it from pretraining through rank 0's writing of the results.
+    """
+    global _current
+    if _current is not None:
+        yield _current
+        return
+    ctx = _current = setup(device)
+    try:
+        yield ctx
+    finally:
+        _current = None
+        cleanup(ctx)
 
 
 def shared_permutation(n: int, generator: torch.Generator | None = None) -> torch.Tensor:

@@ -241,6 +241,7 @@ class MoCo(MomentumMethod):
     """
 
     name = "moco"
+    cpu_queue = (64, 4096)  # on CPU: a queue of half the training set, within these bounds
 
     def __init__(self, encoder: nn.Module, *, queue_size: int = 4096, shuffle_bn: bool = False, **kwargs: Any):
         super().__init__(encoder, **kwargs)
@@ -258,7 +259,8 @@ class MoCo(MomentumMethod):
         """As the base; on CPU the queue holds at most half the training set, so it is not mostly stale keys."""
         kwargs = super().settings(scale, n_train)
         if scale == "cpu" and n_train is not None:
-            kwargs["queue_size"] = max(64, min(4096, n_train // 2))
+            low, high = cls.cpu_queue
+            kwargs["queue_size"] = max(low, min(high, n_train // 2))
         return kwargs
 
     def momentum_pairs(self) -> list[tuple[nn.Module, nn.Module]]:
@@ -335,14 +337,19 @@ class BYOL(MomentumMethod):
         return [(self.encoder, self.target_encoder), (self.projector, self.target_projector)]
 
 
-def build_method(name: str, encoder: nn.Module, *, scale: str | None = None, n_train: int | None = None,
-                 **kwargs: Any) -> ContrastiveMethod:
-    """A method by name: ``build_method("moco", encoder, scale="cpu", n_train=1000, tau=0.2)``.
+def method_settings(name: str, scale: str | None = None, n_train: int | None = None, **kwargs: Any) -> dict[str, Any]:
+    """The keyword arguments :func:`build_method` gives the constructor: the scale's settings, then ``kwargs``.
 
     scale: None or "paper" = the constructor's (paper) defaults, "cpu" = :meth:`ContrastiveMethod.settings`
     for short CPU runs (n_train sizes MoCo's queue); explicit keyword arguments win over both.
     """
     if name not in METHODS:
         raise ValueError(f"method must be one of {sorted(METHODS)}, got {name!r}")
-    cls = METHODS[name]
-    return cls(encoder, **{**cls.settings(scale or "paper", n_train), **kwargs})
+    return {**METHODS[name].settings(scale or "paper", n_train), **kwargs}
+
+
+def build_method(name: str, encoder: nn.Module, *, scale: str | None = None, n_train: int | None = None,
+                 **kwargs: Any) -> ContrastiveMethod:
+    """A method by name: ``build_method("moco", encoder, scale="cpu", n_train=1000, tau=0.2)`` (see :func:`method_settings`)."""
+    settings = method_settings(name, scale, n_train, **kwargs)
+    return METHODS[name](encoder, **settings)

@@ -1,8 +1,8 @@
-"""Supervised MixUp (Sec. 3.1, Eq. 1-2) for notebook 01: a short classifier loop and calibration tools.
+"""Supervised MixUp (Sec. 3.1, Eq. 1-2) for notebook 01: a classifier trained by the library's loop, and calibration.
 
-The library's own training loop is self-supervised, so the supervised classifier of notebook 01
-lives here: :func:`train_classifier` (SmallConvNet + linear layer, SGD, cosine schedule, the
-library's :func:`~imix_teach.losses.soft_cross_entropy` on MixUp-mixed one-hot labels).
+:func:`train_classifier` trains a SmallConvNet + linear layer with :func:`~imix_teach.train.pretrain`
+(a :class:`MixUpClassifier` is a method with one view: SGD, cosine schedule, the library's
+:func:`~imix_teach.losses.soft_cross_entropy` on MixUp-mixed one-hot labels).
 Calibration: :func:`expected_calibration_error`, :func:`reliability_bins`, :func:`reliability_diagram`.
 """
 from __future__ import annotations
@@ -16,12 +16,13 @@ import torch.nn.functional as F
 from torch import nn
 
 from . import _checks
-from .config import pick_device
+from .data.augment import NoAugment
 from .data.base import DomainData, Transformer
 from .losses import soft_cross_entropy
 from .mixing import imix
 from .models import SmallConvNet
-from .train import Augment, StepOptions, train_step
+from .run_config import Mixing, Optim, Runtime
+from .train import Augment, pretrain
 
 if TYPE_CHECKING:  # types only: matplotlib is imported where a plot is drawn
     from matplotlib.axes import Axes
@@ -131,7 +132,9 @@ class MixUpClassifier(nn.Module):
     permutation (:func:`~imix_teach.mixing.imix`); loss = soft cross-entropy of ``net``'s logits.
     """
 
+    name = "mixup"
     views = 1
+    needs_labels = True
 
     def __init__(self, net: nn.Module, num_classes: int):
         super().__init__()
@@ -167,34 +170,21 @@ def train_classifier(
 ) -> SupervisedResult:
     """Train a classifier on ``train`` (a DomainData) with MixUp when ``alpha`` is a number.
 
-    Each step is the library's :func:`~imix_teach.train.train_step` on a :class:`MixUpClassifier`:
-    one augmented view of the batch (``augment(x, generator)``, default: the eval transform, i.e. no
+    The library's one loop (:func:`~imix_teach.train.pretrain`) on a :class:`MixUpClassifier`: one
+    augmented view of the batch (``augment(x, generator)``, default: the eval transform, i.e. no
     augmentation), MixUp of inputs and one-hot labels, soft cross-entropy, SGD (momentum 0.9,
-    Nesterov) with cosine decay, as in the MixUp paper's CIFAR runs (scaled down). Same seed -> same
-    initial weights and batch order with and without MixUp.
+    Nesterov) with cosine decay and no warm-up, as in the MixUp paper's CIFAR runs (scaled down).
+    Same seed -> same initial weights and batch order with and without MixUp.
     """
-    device = pick_device(device)
     torch.manual_seed(seed)
-    net = (model if model is not None else classifier(train.input_shape[0], train.num_classes, width)).to(device)
-    mixup_model = MixUpClassifier(net, train.num_classes)
-    augment = augment if augment is not None else (lambda x, g: train.transform(x))
-    steps_per_epoch = max(1, len(train) // batch_size)
-    opt = torch.optim.SGD(net.parameters(), lr=lr, momentum=0.9, weight_decay=weight_decay, nesterov=True)
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, epochs * steps_per_epoch)
-    inputs, labels = train.inputs.to(device), train.labels.to(device)
-    result, tic = SupervisedResult(alpha, seed), time.perf_counter()
-    net.train()
-    for epoch in range(epochs):
-        g = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
-        order = torch.randperm(len(train), generator=g).to(device)
-        running = 0.0
-        for b in range(steps_per_epoch):
-            idx = order[b * batch_size:(b + 1) * batch_size]
-            loss = train_step(mixup_model, inputs[idx], augment, opt, g, StepOptions(alpha=alpha), labels=labels[idx],
-                              scheduler=sched)
-            running += float(loss)
-        result.epoch_loss.append(running / steps_per_epoch)
-    result.seconds = time.perf_counter() - tic
+    net = model if model is not None else classifier(train.input_shape[0], train.num_classes, width)
+    augment = augment if augment is not None else NoAugment(train.transform)
+    tic = time.perf_counter()
+    history = pretrain(MixUpClassifier(net, train.num_classes), train.inputs, augment, labels=train.labels, seed=seed,
+                       optim=Optim(epochs=epochs, batch_size=batch_size, lr=lr, weight_decay=weight_decay,
+                                   warmup_epochs=0, nesterov=True),
+                       mixing=Mixing(alpha=alpha), runtime=Runtime(device=device and str(device), progress=False))
+    result = SupervisedResult(alpha, seed, seconds=time.perf_counter() - tic, epoch_loss=history.epoch_loss)
     return _score(net, train, test, result)
 
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import math
 import statistics
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 
@@ -31,6 +31,11 @@ def markdown_table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
     lines = ["| " + " | ".join(map(str, header)) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(map(str, row)) + " |" for row in rows]
     return "\n".join(lines)
+
+
+def ordered(items: Iterable[Any]) -> list[Any]:
+    """The distinct items in first-seen order: ``ordered("abca") == ["a", "b", "c"]`` (a table's rows and columns)."""
+    return list(dict.fromkeys(items))
 
 
 def apart(a: Sequence[float], b: Sequence[float]) -> bool:

@@ -17,7 +17,7 @@ import torch.distributed as dist
 from imix_teach import distributed, losses
 from imix_teach.methods import build_method
 from imix_teach.models import TabularMLP
-from imix_teach.train import pretrain
+from helpers import pretrain_flat
 
 WORLD = 2
 
@@ -157,7 +157,7 @@ def training_worker(rank: int, out: Path, names: list[str]) -> None:
     """Plain methods, SyncBN, the same views: 2 processes should end where 1 process ends."""
     for name in names:
         method = make_method(name)
-        pretrain(method, DATA, same_views, alpha=None, **TRAIN)
+        pretrain_flat(method, DATA, same_views, **TRAIN)
         torch.save(method.state_dict(), out / f"{name}{rank}.pt")
 
 
@@ -165,7 +165,7 @@ def resume_worker(rank: int, out: Path) -> None:
     """i-Mix MoCo with shuffle-BN: uninterrupted vs interrupted-then-resumed; queues equal across ranks."""
     settings = dict(TRAIN, epochs=3, alpha=1.0, sync_bn=False)  # shuffle-BN is what keeps the keys' BN honest here
     straight = make_method("moco", shuffle_bn=True)
-    pretrain(straight, DATA, noisy_views, checkpoint=out / "straight" / "ckpt.pt", **settings)
+    pretrain_flat(straight, DATA, noisy_views, checkpoint=out / "straight" / "ckpt.pt", **settings)
 
     class Killed(Exception):
         pass
@@ -175,26 +175,36 @@ def resume_worker(rank: int, out: Path) -> None:
             raise Killed  # as if the process died right after the first checkpoint
 
     try:
-        pretrain(make_method("moco", shuffle_bn=True), DATA, noisy_views, checkpoint=out / "resumed" / "ckpt.pt",
-                 callback=die, **settings)
+        pretrain_flat(make_method("moco", shuffle_bn=True), DATA, noisy_views, checkpoint=out / "resumed" / "ckpt.pt",
+                      callback=die, **settings)
     except Killed:
         pass
     resumed = make_method("moco", shuffle_bn=True)  # a restarted process rebuilds the model from scratch
-    pretrain(resumed, DATA, noisy_views, checkpoint=out / "resumed" / "ckpt.pt", **settings)
+    pretrain_flat(resumed, DATA, noisy_views, checkpoint=out / "resumed" / "ckpt.pt", **settings)
     queues = [torch.empty_like(resumed.queue) for _ in range(WORLD)]
     dist.all_gather(queues, resumed.queue)
     torch.save(dict(straight=straight.state_dict(), resumed=resumed.state_dict(), queues=queues),
                out / f"resume{rank}.pt")
 
 
+def alone_worker(rank: int, out: Path) -> None:
+    """``pretrain`` under torchrun with no group yet: it joins one for the run and leaves the one it joined."""
+    before = dist.is_initialized()
+    pretrain_flat(make_method("npair"), DATA, same_views, **dict(TRAIN, epochs=1))
+    torch.save(dict(before=before, after=dist.is_initialized()), out / f"alone{rank}.pt")
+
+
 def all_workers(rank: int, out: Path, names: list[str]) -> None:
     """Every check above in one pair of processes (starting them is most of the cost).
 
-    The first ``pretrain`` starts the process group from torchrun's variables, as it does under torchrun.
+    One session (``distributed.session``) joins the process group from torchrun's variables and holds it
+    for every check; each ``pretrain`` inside uses it (a ``pretrain`` alone would join and leave its own).
     """
-    training_worker(rank, out, names)
-    resume_worker(rank, out)
-    losses_worker(rank, out)
+    alone_worker(rank, out)
+    with distributed.session(torch.device("cpu")):
+        training_worker(rank, out, names)
+        resume_worker(rank, out)
+        losses_worker(rank, out)
 
 
 def failing_main() -> None:
@@ -205,7 +215,7 @@ def failing_main() -> None:
         if dist.get_rank() == 1:
             raise RuntimeError("rank 1 broke on purpose")
 
-    pretrain(make_method("npair"), DATA, noisy_views, callback=fail, **dict(TRAIN, epochs=50))
+    pretrain_flat(make_method("npair"), DATA, noisy_views, callback=fail, **dict(TRAIN, epochs=50))
 
 
 if __name__ == "__main__" and sys.argv[1:] == ["fail"]:

@@ -21,7 +21,7 @@ from imix_teach.course.analysis import (
     train_test_gap,
     view_retrieval_accuracy,
 )
-from imix_teach.experiment import RunResult
+from helpers import result
 
 
 # ----------------------------------------------------------------------------- Fréchet distance
@@ -114,10 +114,10 @@ def test_effective_rank_bounds():
 
 
 def test_train_test_gap():
-    r = RunResult("npair", None, 0, linear=0.6, train_accuracy=0.9)
+    r = result("npair", None, 0, linear=0.6, train_accuracy=0.9)
     assert train_test_gap(r) == pytest.approx(0.3)
     with pytest.raises(ValueError, match="linear"):
-        train_test_gap(RunResult("npair", None, 0, knn=0.5))
+        train_test_gap(result("npair", None, 0, knn=0.5))
 
 
 def test_split_classes_relabels(tmp_path):
@@ -159,7 +159,7 @@ def test_sweep_accepts_run_results_and_plots():
     matplotlib.use("Agg")
 
     def run_one(value, variant, seed):
-        return RunResult("npair", None if variant == "baseline" else 1.0, seed, linear=0.5, knn=0.4 + 0.01 * math.log(value))
+        return result("npair", None if variant == "baseline" else 1.0, seed, linear=0.5, knn=0.4 + 0.01 * math.log(value))
 
     rows = sweep([1, 4], run_one, verbose=False)
     assert rows[0]["knn"] == pytest.approx(0.4) and rows[0]["least_squares"] is None
@@ -172,18 +172,18 @@ def test_sweep_accepts_run_results_and_plots():
 
 def test_evaluate_encoder_matches_run_protocol():
     from imix_teach.data import load
-    from imix_teach.experiment import small_encoder
+    from imix_teach.models import build_encoder
 
     digits = load("digits", "test")
     train, test = digits.subset(torch.arange(300)), digits.subset(torch.arange(300, 500))
     torch.manual_seed(0)
-    out = evaluate_encoder(small_encoder(train.input_shape, width=8), train, test,
+    out = evaluate_encoder(build_encoder(train.input_shape, "small", 8), train, test,
                            evaluate=("linear", "knn", "least_squares"), probe_epochs=5)
     assert set(out) == {"linear", "train_accuracy", "knn", "least_squares"}
     assert all(0.0 <= v <= 1.0 for v in out.values())
     assert out["knn"] > 0.3  # random conv features already beat chance (0.1) on digits
     with pytest.raises(ValueError, match="evaluate"):
-        evaluate_encoder(small_encoder(train.input_shape, width=8), train, test, evaluate=("probe",))
+        evaluate_encoder(build_encoder(train.input_shape, "small", 8), train, test, evaluate=("probe",))
 
 
 def test_embedding_spread_limits():
@@ -194,11 +194,11 @@ def test_embedding_spread_limits():
 
 def test_view_retrieval_accuracy_bounds():
     from imix_teach.data import load
-    from imix_teach.experiment import small_encoder
+    from imix_teach.models import build_encoder
 
     data = load("digits", "train", per_class=5)
     torch.manual_seed(0)
-    encoder = small_encoder(tuple(data.input_shape), width=4)
+    encoder = build_encoder(tuple(data.input_shape), "small", 4)
     acc = view_retrieval_accuracy(encoder, data, batch_size=16, batches=2)
     assert 0.0 <= acc <= 1.0
     assert encoder.training  # the train/eval mode is restored

@@ -21,6 +21,8 @@ from imix_teach.data import tabular
 from imix_teach.methods import BYOL, MoCo, NPair, SimCLR, SupervisedNPair, build_method
 from imix_teach.models import TabularMLP, prediction_head, projection_head
 from imix_teach.train import MAX_SEED, StepOptions, pretrain, train_step
+from imix_teach.train import Mixing, Optim, Runtime
+from helpers import pretrain_flat
 
 FUZZ = settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
@@ -127,8 +129,8 @@ def test_views_of_another_float_dtype_are_cast_to_the_model_dtype(name, dtype):
 
 
 def test_pretrain_trains_on_a_float64_batch():
-    history = pretrain(_method(), torch.randn(16, 3, dtype=torch.float64), lambda x, g: x, epochs=1, batch_size=8,
-                       progress=False)
+    history = pretrain(_method(), torch.randn(16, 3, dtype=torch.float64), lambda x, g: x,
+                       optim=Optim(epochs=1, batch_size=8), runtime=Runtime(progress=False))
     assert all(math.isfinite(v) for v in history.loss)
 
 
@@ -190,11 +192,11 @@ def test_the_training_step_asks_for_no_value_checks():
 
     spy = Spy()
     train_step(spy, torch.randn(4, 2), lambda x, g: x, torch.optim.SGD(spy.parameters(), lr=0.1),
-               torch.Generator().manual_seed(0), StepOptions(inputmix=True))
+               torch.Generator().manual_seed(0), StepOptions(Mixing(inputmix=True)))
     assert seen["check"] is False
     method = _method()  # and a real method trains through it with checks off
     loss = train_step(method, torch.randn(8, 3), lambda x, g: x, torch.optim.SGD(method.parameters(), lr=0.1),
-                      torch.Generator().manual_seed(0), StepOptions(alpha=1.0, inputmix="both_views"))
+                      torch.Generator().manual_seed(0), StepOptions(Mixing(alpha=1.0, inputmix="both_views")))
     assert math.isfinite(loss.item())
 
 
@@ -214,8 +216,8 @@ def test_the_training_step_reads_no_tensor_value_on_the_host(name, monkeypatch):
 
     for attr in ("__bool__", "item", "tolist", "__float__", "__int__"):
         monkeypatch.setattr(torch.Tensor, attr, host_read)
-    for options in (StepOptions(), StepOptions(alpha=1.0, inputmix=True),
-                    StepOptions(alpha=1.0, inputmix="both_views", mix_options=dict(per_sample=True, max_lam=True))):
+    for options in (StepOptions(), StepOptions(Mixing(alpha=1.0, inputmix=True)),
+                    StepOptions(Mixing(alpha=1.0, inputmix="both_views", per_sample=True, max_lam=True))):
         train_step(method, x, lambda v, g: v, opt, torch.Generator().manual_seed(0), options, labels=labels)
     monkeypatch.undo()
     assert all(bool(torch.isfinite(p).all()) for p in method.parameters())
@@ -313,7 +315,7 @@ def test_supervised_npair_says_what_labels_it_needs(labels, error, needles):
 def _pretrain(**overrides):
     args = dict(method=_method(), inputs=torch.randn(16, 3), augment=lambda x, g: x, epochs=1, batch_size=8,
                 progress=False) | overrides
-    return pretrain(**args)
+    return pretrain_flat(args.pop("method"), args.pop("inputs"), args.pop("augment"), **args)
 
 
 @pytest.mark.parametrize("bad, error, needles", [

@@ -12,6 +12,7 @@ from imix_teach.checkpoint import CheckpointError
 from imix_teach.methods import build_method
 from imix_teach.models import TabularMLP
 from imix_teach.train import NonFiniteLossError, ResumeWarning, lr_lambda, pretrain
+from helpers import pretrain_flat
 
 DATA = torch.randn(64, 5, generator=torch.Generator().manual_seed(0))
 
@@ -27,7 +28,7 @@ def _method():
 
 def _train(path, **kwargs):
     settings = dict(epochs=1, batch_size=16, progress=False, checkpoint=path)
-    return pretrain(_method(), DATA, kwargs.pop("augment", _noise), **{**settings, **kwargs})
+    return pretrain_flat(_method(), DATA, kwargs.pop("augment", _noise), **{**settings, **kwargs})
 
 
 class _Planted:

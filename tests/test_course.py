@@ -65,14 +65,18 @@ def test_setup_banners(monkeypatch, capsys):
 def test_cifar_protocol(monkeypatch):
     monkeypatch.setenv("IMIX_QUICK", "0")
     cpu = cifar_protocol("moco")
-    assert (cpu.per_class, cpu.test_per_class, cpu.image_size, cpu.epochs, cpu.seeds) == (100, 200, 16, 100, [0, 1, 2])
-    assert cpu.make_encoder() is None and cpu.method_kwargs == {}
-    assert cifar_protocol("moco", epochs=30).epochs == 30
+    data = cpu.config.data
+    assert (data.train_options["per_class"], data.test_options["per_class"], data.train_options["image_size"]) == (
+        100, 200, 16)
+    assert (cpu.epochs, cpu.seeds, cpu.alpha, cpu.tau, cpu.batch_size) == (100, [0, 1, 2], 1.0, 0.2, 128)
+    assert cpu.config.encoder.kind == "small" and cpu.config.method.scale == "cpu" and not cpu.config.method.options
+    assert cifar_protocol("moco", epochs=30).epochs == 30 and cifar_protocol("moco", seeds=[4]).seeds == [4]
     paper = cifar_protocol("moco", paper_scale=True, epochs=30)  # cpu changes never touch the paper's setting
-    assert (paper.epochs, paper.batch_size, paper.image_size) == (1000, 256, 32)
-    assert paper.method_kwargs == dict(proj_hidden=2048, proj_dim=128, queue_size=4096, momentum=0.999)
-    assert cifar_protocol("byol", paper_scale=True).method_kwargs["momentum"] == 0.999
-    assert "queue_size" not in cifar_protocol("npair", paper_scale=True).method_kwargs
+    assert (paper.epochs, paper.batch_size, paper.config.data.train_options["image_size"]) == (1000, 256, 32)
+    assert (paper.config.encoder.kind, paper.config.encoder.size, paper.config.method.scale) == ("resnet", 18, "paper")
+    assert paper.config.method.options == dict(queue_size=4096, momentum=0.999)
+    assert cifar_protocol("byol", paper_scale=True).config.method.options["momentum"] == 0.999
+    assert "queue_size" not in cifar_protocol("npair", paper_scale=True).config.method.options
 
 
 def test_download_sizes_cover_every_dataset_with_files():

@@ -7,8 +7,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from imix_teach.course.demo import RANDOM_INIT, figure, main, standing, table, verdict
-from imix_teach.experiment import RunResult, run
+from imix_teach.course.demo import DEMO_BATCH, RANDOM_INIT, figure, main, standing, table, verdict
+from helpers import result
+from imix_teach.engine import RunResult, run
 from imix_teach.tables import apart
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -16,7 +17,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def _runs(method: str, linear: list[float], knn: list[float], imix: bool) -> list[RunResult]:
     """Hand-made results in percent, one per seed."""
-    return [RunResult(method, 1.0 if imix else None, seed, linear=lin / 100, knn=k / 100)
+    return [result(method, 1.0 if imix else None, seed, linear=lin / 100, knn=k / 100)
             for seed, (lin, k) in enumerate(zip(linear, knn))]
 
 
@@ -104,7 +105,8 @@ def test_a_tiny_demo_runs_three_seeds_prints_its_table_and_sentence_and_repeats(
     header = table(runs, floor).splitlines()[0]
     assert header in (ROOT / "docs" / "results.md").read_text()  # the results page quotes the demo's table
     assert len(json.loads((tmp_path / "demo.json").read_text())) == 9 and (tmp_path / "demo.png").stat().st_size > 0
-    again = run("npair", _every_4th_row("digits", "train"), _every_4th_row("digits", "test"), alpha=1.0, epochs=1, seed=2)
+    again = run("npair", _every_4th_row("digits", "train"), _every_4th_row("digits", "test"), alpha=1.0, epochs=1, seed=2,
+                batch_size=DEMO_BATCH, progress=False)
     last = next(r for r in runs if r.seed == 2 and r.alpha is not None)
     assert (again.linear, again.knn) == (last.linear, last.knn)  # same seed, same thread count: same numbers
 

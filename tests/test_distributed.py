@@ -13,6 +13,7 @@ import torch
 import distributed_workers as dw
 from imix_teach import distributed
 from imix_teach.train import pretrain
+from helpers import pretrain_flat
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -38,6 +39,12 @@ def two_ranks(tmp_path_factory) -> Path:
 
 
 @pytest.mark.slow
+def test_a_pretrain_that_joined_the_process_group_leaves_it(two_ranks):
+    for rank in range(dw.WORLD):
+        assert torch.load(two_ranks / f"alone{rank}.pt") == dict(before=False, after=False)
+
+
+@pytest.mark.slow
 def test_per_rank_losses_and_gradients_equal_the_one_process_ones(two_ranks):
     for rank in range(dw.WORLD):
         errors = torch.load(two_ranks / f"losses{rank}.pt")
@@ -50,7 +57,7 @@ def test_two_processes_train_to_the_weights_of_one_process_on_the_global_batch(t
     worst = {}
     for name in TRAINED:
         single = dw.make_method(name)
-        pretrain(single, dw.DATA, dw.same_views, alpha=None, **dw.TRAIN)
+        pretrain_flat(single, dw.DATA, dw.same_views, **dw.TRAIN)
         for rank in range(dw.WORLD):
             two = torch.load(two_ranks / f"{name}{rank}.pt")
             for key, value in single.state_dict().items():

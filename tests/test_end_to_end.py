@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from imix_teach.data import load
-from imix_teach.experiment import run
+from imix_teach.engine import run
 
 
 @pytest.fixture(scope="module")
@@ -17,6 +17,6 @@ def digits():
 def test_short_pretraining_lowers_the_loss_and_probe_beats_chance(digits, method, alpha):
     train, test = digits
     r = run(method, train.subset(torch.arange(384)), test, alpha=alpha, epochs=4, batch_size=64,
-            probe_epochs=20, evaluate=("linear", "knn"))
+            probe_epochs=20, probes=("linear", "knn"), progress=False)
     assert r.history.epoch_loss[-1] < r.history.epoch_loss[0]
     assert r.linear > 0.6 and r.knn > 0.4  # chance is 0.1 on ten balanced classes

@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from helpers import tiny_preset
 from imix_teach import reproduce as rp
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -30,10 +31,10 @@ WORKER = textwrap.dedent("""
     torch.set_num_threads(1)
     sys.path.insert(0, "tests")
     from imix_teach import reproduce as rp
-    from test_faults import _tiny
+    from helpers import tiny_preset
     out, methods, epochs = sys.argv[1], sys.argv[2].split(","), int(sys.argv[3])
     print("start", flush=True)
-    records = rp.reproduce(_tiny(epochs), ["image"], methods, 1, out, progress=False,
+    records = rp.reproduce(tiny_preset(epochs).grid(["image"], methods, 1), out, progress=False,
                            on_run_done=lambda r: print("ran", r["key"], flush=True))
     print("found", len(records), flush=True)
 """)
@@ -65,7 +66,7 @@ def test_two_processes_on_one_folder_lose_no_record_and_run_nothing_twice(tmp_pa
     other = _start(tmp_path, "npair")
     assert other.stdout.readline() == "start\n"  # both grids really run at the same time
     ran = []
-    records = rp.reproduce(_tiny(), ["image"], ["byol", "npair"], 1, tmp_path, progress=False,
+    records = rp.reproduce(tiny_preset().grid(["image"], ["byol", "npair"], 1), tmp_path, progress=False,
                            on_run_done=lambda r: ran.append(r["key"]))
     lines = _finish(other)
     ran += [line.split()[1] for line in lines if line.startswith("ran ")]
@@ -84,7 +85,7 @@ def test_kill_9_at_a_random_point_of_reproduce_then_resume_completes_the_grid(tm
     proc.communicate()
     saved = _saved_keys(tmp_path) if (tmp_path / "runs.json").exists() else []  # a whole, readable file
     ran = []
-    records = rp.reproduce(_tiny(epochs=2), ["image"], ["npair", "byol"], 1, tmp_path, progress=False,
+    records = rp.reproduce(tiny_preset(epochs=2).grid(["image"], ["npair", "byol"], 1), tmp_path, progress=False,
                            on_run_done=lambda r: ran.append(r["key"]))
     assert len(records) == 4 and len(set(_saved_keys(tmp_path))) == 4
     assert sorted(saved + ran) == sorted(r["key"] for r in records), "runs saved before the kill are not recomputed"
@@ -94,7 +95,7 @@ def _pretrain_run(checkpoint: str, epochs: int = 4) -> None:
     """A tiny MoCo + i-Mix pretraining with a checkpoint; the final weights go to ``<checkpoint>.final``."""
     from imix_teach.methods import build_method
     from imix_teach.models import TabularMLP
-    from imix_teach.train import pretrain
+    from imix_teach.train import Mixing, Optim, Runtime, pretrain
 
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
@@ -102,9 +103,9 @@ def _pretrain_run(checkpoint: str, epochs: int = 4) -> None:
         torch.manual_seed(0)
         model = build_method("moco", TabularMLP(5, widths=(16, 16, 32)), proj_hidden=16, proj_dim=8, queue_size=32)
         data = torch.randn(128, 5, generator=torch.Generator().manual_seed(0))
-        pretrain(model, data, lambda x, g: x + 0.1 * torch.randn(x.shape, generator=g), epochs=epochs,
-                 batch_size=16, alpha=1.0, progress=False, checkpoint=checkpoint,
-                 callback=lambda e, h: print("epoch", e, flush=True))
+        pretrain(model, data, lambda x, g: x + 0.1 * torch.randn(x.shape, generator=g),
+                 optim=Optim(epochs=epochs, batch_size=16), mixing=Mixing(alpha=1.0), runtime=Runtime(progress=False),
+                 checkpoint=checkpoint, callback=lambda e, h: print("epoch", e, flush=True))
         torch.save(model.state_dict(), f"{checkpoint}.final")
     finally:
         torch.set_num_threads(threads)
@@ -150,7 +151,7 @@ def test_an_unwritable_output_folder_is_named_before_any_run(tmp_path):
     blocked = tmp_path / "a-file"
     blocked.write_text("")
     with pytest.raises(PermissionError, match="a-file.*not a writable folder"):
-        rp.reproduce(_tiny(), ["image"], ["npair"], 1, blocked / "out", progress=False)
+        rp.reproduce(tiny_preset().grid(["image"], ["npair"], 1), blocked / "out", progress=False)
 
 
 @pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() == 0, reason="root may write to read-only folders")
@@ -160,7 +161,7 @@ def test_a_read_only_output_folder_is_named_before_any_run(tmp_path):
     out.chmod(0o555)
     try:
         with pytest.raises(PermissionError, match="results.*not a writable folder"):
-            rp.reproduce(_tiny(), ["image"], ["npair"], 1, out, progress=False)
+            rp.reproduce(tiny_preset().grid(["image"], ["npair"], 1), out, progress=False)
     finally:
         out.chmod(0o755)
 
@@ -169,14 +170,7 @@ def test_a_corrupt_runs_json_names_itself_and_the_fix(tmp_path):
     for text in ("{not json", '{"runs": [{"no key": 1}]}', "", "[1, 2]"):
         (tmp_path / "runs.json").write_text(text)
         with pytest.raises(ValueError, match=r"runs\.json cannot be read.*move it aside"):
-            rp.reproduce(_tiny(), ["image"], ["npair"], 1, tmp_path, progress=False)
-
-
-def _tiny(epochs: int = 1) -> rp.Preset:
-    spec = rp.DatasetSpec("image", "digits", ("small", 8), epochs=epochs, batch_size=32, tau=0.2, alpha=1.0,
-                          train_options=dict(per_class=6), test_options=dict(per_class=4), probe_epochs=3,
-                          method_kwargs={m: dict(proj_hidden=16, proj_dim=8) for m in rp.METHOD_CHOICES})
-    return rp.Preset("tiny", (spec,), "fault test preset")
+            rp.reproduce(tiny_preset().grid(["image"], ["npair"], 1), tmp_path, progress=False)
 
 
 # ----------------------------------------------------------------------------- downloads and data files

@@ -227,37 +227,42 @@ def test_inputmix_pair_draws_partners_from_both_views():
 # ----------------------------------------------------------------------------- the paper preset
 def test_paper_preset_follows_the_authors_code():
     from imix_teach import reproduce as rp
+    from imix_teach.engine import build
 
     p = rp.paper_preset()
-    assert p.mix_options == {"per_sample": True, "max_lam": True}  # builder.mixup: what produced Table 1
     by = {s.dataset: s for s in p.datasets}
+    for s in by.values():  # builder.mixup: one lam per sample, max(lam, 1 - lam): what produced Table 1
+        assert (s.template.mixing.per_sample, s.template.mixing.max_lam, s.template.mixing.mode) == (True, True, "mixup")
     for name in ("cifar10", "cifar100"):
         s = by[name]
-        assert s.train_options["crop_scale"] == (0.2, 1.0)
-        assert s.method_kwargs["npair"]["proj_bn"] and s.method_kwargs["npair"]["single_pass"]  # --proj mlpbn
-        assert not s.method_kwargs["moco"]["proj_bn"] and not s.method_kwargs["byol"]["proj_bn"]  # mlpbn1
-    sc = by["speechcommands"]
+        assert s.template.data.train_options["crop_scale"] == (0.2, 1.0)
+        assert s.method_options["npair"]["proj_bn"] and s.method_options["npair"]["single_pass"]  # --proj mlpbn
+        assert not s.method_options["moco"]["proj_bn"] and not s.method_options["byol"]["proj_bn"]  # mlpbn1
+    sc = by["speechcommands"].template.data
     assert sc.train_options["recipe"] == sc.test_options["recipe"] == "authors"
-    for s in (sc, by["covtype"], by["higgs"]):
-        assert all(s.method_kwargs[m]["proj_bn"] for m in ("npair", "moco", "byol")), s.dataset
-    assert by["covtype"].train_options == by["covtype"].test_options == {"standardise": "numeric", "split_rule": "authors"}
-    assert by["higgs"].train_options["train_rows"] == by["higgs"].test_options["train_rows"] == "random"
-    mlp = rp.encoder_for(by["covtype"], (54,))
+    for s in (by["speechcommands"], by["covtype"], by["higgs"]):
+        assert all(s.method_options[m]["proj_bn"] for m in ("npair", "moco", "byol")), s.dataset
+    cov, higgs = by["covtype"].template.data, by["higgs"].template.data
+    assert cov.train_options == cov.test_options == {"standardise": "numeric", "split_rule": "authors"}
+    assert higgs.train_options["train_rows"] == higgs.test_options["train_rows"] == "random"
+    mlp = build(by["covtype"].template, (54,), 15_120).encoder  # the authors' column groups for CovType
     assert sum(q.numel() for q in mlp.parameters()) == _authors_mlp_params(groups=(10, 4, 40))
-    assert rp.cpu_preset().mix_options == {}  # the committed CPU results: one lam per batch (the paper's text)
+    for s in rp.cpu_preset().datasets:  # the committed CPU results: one lam per batch (the paper's text)
+        assert not (s.template.mixing.per_sample or s.template.mixing.max_lam)
 
 
 def test_imagenet_preset_is_the_papers_icutmix_setting():
     from imix_teach import reproduce as rp
+    from imix_teach.engine import build
+    from imix_teach.run_config import Encoder
 
-    p = rp.get_preset("paper-imagenet")
-    assert p.mix_options == {"mode": "cutmix", "max_lam": True}  # builder.cutmix: one lam per batch, max(lam, 1-lam)
-    by = {s.dataset: s for s in p.datasets}
+    by = {s.dataset: s for s in rp.get_preset("paper-imagenet").datasets}
     assert set(by) == {"imagenet", "imagenet100"}
-    s = by["imagenet100"]
-    assert (s.batch_size, s.epochs, s.tau, s.lr, s.warmup_epochs) == (512, 800, 0.2, 0.06, 10)
-    assert s.method_kwargs["moco"]["queue_size"] == 65_536 and s.method_kwargs["moco"]["momentum"] == 0.999
-    enc = rp.encoder_for(dataclasses.replace(s, encoder=("resnet-imagenet", 18)), (3, 224, 224))
+    s, t = by["imagenet100"], by["imagenet100"].template
+    assert (t.mixing.mode, t.mixing.per_sample, t.mixing.max_lam) == ("cutmix", False, True)  # builder.cutmix
+    assert (t.optim.batch_size, t.optim.epochs, t.method.tau, t.optim.lr, t.optim.warmup_epochs) == (512, 800, 0.2, 0.06, 10)
+    assert s.method_options["moco"]["queue_size"] == 65_536 and s.method_options["moco"]["momentum"] == 0.999
+    enc = build(t.replace(encoder=Encoder("resnet-imagenet", 18)), (3, 224, 224), 1000).encoder
     assert enc.eval()(torch.zeros(1, 3, 64, 64)).shape == (1, enc.out_dim) == (1, 512)
     assert enc.conv1.kernel_size == (7, 7)  # ImageNet stem
 
@@ -275,7 +280,7 @@ def test_paper_preset_puts_a_bn_on_the_tabular_byol_predictor_output_only():
     from imix_teach.models import OutputBatchNorm
 
     preset = rp.get_preset("paper")
-    kwargs = {s.domain: s.method_kwargs["byol"] for s in preset.datasets}
+    kwargs = {s.domain: s.method_options["byol"] for s in preset.datasets}
     assert kwargs["tabular"]["pred_bn"] and not kwargs["image"]["pred_bn"]
     from imix_teach.methods import build_method
     from imix_teach.models import TabularMLP

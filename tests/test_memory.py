@@ -9,6 +9,7 @@ from imix_teach import _memory, train
 from imix_teach.data.augment import ImageAugment
 from imix_teach.methods import build_method
 from imix_teach.models import SmallConvNet
+from imix_teach.train import Mixing, Optim, Runtime
 
 
 def _page_faults_per_step(steps: int = 3) -> float:
@@ -18,7 +19,7 @@ def _page_faults_per_step(steps: int = 3) -> float:
     opt = torch.optim.SGD(method.parameters(), lr=0.01)
     x = torch.randint(0, 256, (128, 3, 32, 32), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
     aug, gen = ImageAugment((32, 32), (0.5, 0.5, 0.5), (0.25, 0.25, 0.25)), torch.Generator().manual_seed(0)
-    options = train.StepOptions(alpha=1.0, channels_last=True)
+    options = train.StepOptions(Mixing(alpha=1.0), channels_last=True)
     for _ in range(3):
         train.train_step(method, x, aug, opt, gen, options)
     before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
@@ -41,5 +42,6 @@ def test_pretrain_calls_it_on_a_cpu(monkeypatch):
     monkeypatch.setattr(_memory, "keep_freed_memory", lambda: calls.append(1) or True)
     torch.manual_seed(0)
     method = build_method("npair", SmallConvNet(3, width=4), proj_hidden=8, proj_dim=4)
-    train.pretrain(method, torch.rand(8, 3, 8, 8), lambda v, g=None: v, epochs=1, batch_size=4, progress=False)
+    train.pretrain(method, torch.rand(8, 3, 8, 8), lambda v, g=None: v, optim=Optim(epochs=1, batch_size=4),
+                   runtime=Runtime(progress=False))
     assert calls == [1]

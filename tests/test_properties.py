@@ -19,6 +19,7 @@ from imix_teach.data import load
 from imix_teach.methods import build_method
 from imix_teach.models import TabularMLP
 from imix_teach.train import pretrain
+from helpers import pretrain_flat
 
 FUZZ = settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 seeds = st.integers(0, 2**31 - 1)
@@ -220,7 +221,7 @@ def test_pretrain_names_bad_arguments(bad):
     model = build_method("npair", TabularMLP(3, widths=(8, 8, 16)), proj_hidden=8, proj_dim=4)
     args = dict(inputs=torch.randn(8, 3), epochs=1, batch_size=4, progress=False) | bad
     name = next(iter(bad))
-    _named((TypeError, ValueError), name, lambda: pretrain(model, augment=lambda x, g: x, **args))
+    _named((TypeError, ValueError), name, lambda: pretrain_flat(model, args.pop("inputs"), lambda x, g: x, **args))
 
 
 # ----------------------------------------------------------------------------- evaluate

@@ -3,14 +3,16 @@ and the committed results in results/regime/ that the notebooks and README quote
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 import re
 from pathlib import Path
 
 import pytest
 
-from imix_teach import cli
-from imix_teach.reproduce import regime
+from imix_teach import cli, engine
+from imix_teach import reproduce as rp
+from imix_teach.reproduce import regime, runner
 from imix_teach.reproduce.regime_report import COLUMNS, FILES, gain, gain_table, quotable, read_summary, summary_rows
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -27,7 +29,7 @@ def quick_grid(tmp_path_factory, cifar_available):
 @pytest.fixture(scope="module")
 def cifar_available():
     try:
-        regime.RegimeData(regime.protocol(quick=True)["settings"])
+        engine.load_data(regime.grid(quick=True).runs[0].config.data)
     except FileNotFoundError as err:
         pytest.skip(f"CIFAR-10 is not on disk here ({err})")
 
@@ -60,10 +62,10 @@ def test_a_second_call_resumes_and_trains_nothing(quick_grid, capsys):
 
 def test_a_stopped_grid_continues_where_it_stopped(tmp_path, cifar_available, capsys):
     out = tmp_path / "partial"
-    records = regime.reproduce_regime(out, quick=True, max_runs=2, progress=False)
+    records = rp.reproduce(regime.grid(quick=True), out, max_runs=2, progress=False)
     assert len(records) == 2
     keys = [r["key"] for r in records]
-    again = regime.reproduce_regime(out, quick=True, max_runs=1, progress=False)
+    again = rp.reproduce(regime.grid(quick=True), out, max_runs=1, progress=False)
     assert [r["key"] for r in again][:2] == keys and len(again) == 3
     assert "58 to go" in capsys.readouterr().out  # the estimate is printed before the run starts
     assert "PARTIAL: 3 of 60 runs" in (out / "table.md").read_text()
@@ -74,7 +76,7 @@ def test_a_folder_with_another_protocol_is_refused(tmp_path):
     p["settings"]["tau"] = 0.5
     (tmp_path / "protocol.json").write_text(json.dumps(p))
     with pytest.raises(ValueError, match="another protocol.*another --out"):
-        regime.fix_protocol(tmp_path, regime.protocol(quick=True))
+        runner.fix_protocol(tmp_path, regime.protocol(quick=True))
 
 
 def test_the_cli_refuses_options_the_fixed_protocol_does_not_take(capsys):
@@ -85,25 +87,24 @@ def test_the_cli_refuses_options_the_fixed_protocol_does_not_take(capsys):
 
 def test_run_keys_change_with_the_settings_and_name_the_cell():
     p = regime.protocol()
-    runs = regime.plan(p)
+    runs = regime.grid(p=p).runs
     assert len({r.key for r in runs}) == len(runs) == 7 * 2 * 5 * 3
     assert runs[0].key.startswith("regime/none/pc100/ep25/npair/baseline/seed0/")
     changed = json.loads(json.dumps(p))
     changed["settings"]["alpha"] = 2.0
-    assert regime.plan(changed)[0].key != runs[0].key
-    assert {r.seed for r in runs[: len(runs) // 3]} == {0}  # seed-major: a partial grid covers every cell
+    assert regime.grid(p=changed).runs[0].key != runs[0].key
+    assert {r.config.seed for r in runs[: len(runs) // 3]} == {0}  # seed-major: a partial grid covers every cell
 
 
 def test_no_augmentation_gives_identical_views_and_weak_crops_and_flips_without_colour(cifar_available):
     import torch
 
-    p = regime.protocol(quick=True)
-    data = regime.RegimeData(p["settings"])
-    train = data.train(4)
+    data = regime.grid(quick=True).runs[0].config.data
+    train, _ = engine.load_data(data)
     x, g = train.inputs[:6], torch.Generator().manual_seed(0)
-    none = regime.augmenter("none", train, p["settings"])
+    none = engine.augmentation(dataclasses.replace(data, augmentation="none"), train)
     assert torch.equal(none(x, g), none(x, g)) and torch.equal(none(x, g), train.transform(x))
-    weak = regime.augmenter("weak", train, p["settings"])
+    weak = engine.augmentation(dataclasses.replace(data, augmentation="weak"), train)
     assert weak.jitter_p == 0 and weak.gray_p == 0 and weak.flip == 0.5 and weak.scale == (0.2, 1.0)
     assert not torch.equal(weak(x, g), weak(x, g))
 
@@ -128,7 +129,7 @@ def test_the_committed_protocol_is_this_version_of_the_code():
 def test_the_committed_summary_covers_every_cell_and_seed_and_matches_the_records():
     p = json.loads((COMMITTED / "protocol.json").read_text())
     records = json.loads((COMMITTED / "runs.json").read_text())["runs"]
-    keys = {r.key for r in regime.plan(p)}
+    keys = {r.key for r in regime.grid(p=p).runs}
     assert {r["key"] for r in records} == keys, "runs.json must hold exactly the protocol's runs"
     rows = read_summary(COMMITTED / "summary.csv")
     assert len(rows) == 2 * len(keys) and all(r["accuracy"] is not None for r in rows)

@@ -16,6 +16,7 @@ from imix_teach.methods import build_method
 from imix_teach.models import GlobalAvgPool, MaxPool2d, SmallConvNet
 from imix_teach.reproduce import regime
 from imix_teach.train import StepOptions, pretrain, train_step
+from imix_teach.train import Mixing, Optim, Runtime
 
 
 def same_bits(a: torch.Tensor, b: torch.Tensor) -> bool:
@@ -120,7 +121,7 @@ def test_training_steps_are_bit_identical_to_torch_pools(method, alpha, channels
     for model in (fast, plain):
         opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, weight_decay=1e-4)
         gen = torch.Generator().manual_seed(2)
-        options = StepOptions(alpha=alpha, channels_last=channels_last)
+        options = StepOptions(Mixing(alpha=alpha), channels_last=channels_last)
         model.losses = [train_step(model, x, aug, opt, gen, options) for _ in range(3)]
     assert same_bits(torch.stack(fast.losses), torch.stack(plain.losses))
     for (name, a), b in zip(fast.state_dict().items(), plain.state_dict().values()):
@@ -171,7 +172,8 @@ def test_pretrain_trains_image_batches_channels_last_on_a_cpu_by_default(channel
     torch.manual_seed(0)
     method = build_method("npair", SmallConvNet(3, width=8), proj_hidden=16, proj_dim=8)
     x = torch.rand(16, 3, 8, 8)
-    pretrain(method, x, lambda v, g=None: v, epochs=1, batch_size=8, channels_last=channels_last, progress=False)
+    pretrain(method, x, lambda v, g=None: v, optim=Optim(epochs=1, batch_size=8),
+             runtime=Runtime(channels_last=channels_last, progress=False))
     assert _first_conv(method).is_contiguous(memory_format=torch.channels_last) == expect
 
 
@@ -190,7 +192,8 @@ def test_channels_last_computes_the_nchw_step_to_float_tolerance(fused, monkeypa
     for model, cl in ((nchw, False), (nhwc, True)):
         opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, weight_decay=1e-4)
         gen = torch.Generator().manual_seed(2)
-        model.losses = torch.stack([train_step(model, x, aug, opt, gen, StepOptions(alpha=1.0, channels_last=cl))
+        model.losses = torch.stack([train_step(model, x, aug, opt, gen,
+                                               StepOptions(Mixing(alpha=1.0), channels_last=cl))
                                     for _ in range(3)])
     torch.testing.assert_close(nhwc.losses, nchw.losses, rtol=1e-5, atol=1e-5)
     for (name, a), b in zip(nhwc.state_dict().items(), nchw.state_dict().values()):
@@ -198,18 +201,20 @@ def test_channels_last_computes_the_nchw_step_to_float_tolerance(fused, monkeypa
 
 
 def test_the_regime_grid_keeps_the_layout_it_ran_in(monkeypatch):
-    """Its committed numbers were made in NCHW; pretrain's "auto" (channels_last on a CPU) would change them."""
-    seen = {}
+    """Its committed numbers were made in NCHW; pretrain's "auto" (channels_last on a CPU) would change them.
+    Every run of the grid, and every run of a live cell (captured before it trains), says NCHW."""
+    from imix_teach import engine
+    from imix_teach.reproduce import runner
 
-    def fake_run(*args, **kwargs):
-        seen.update(kwargs)
+    assert all(r.config.runtime.channels_last is False for r in regime.grid().runs)
+    seen = []
+
+    def capture(run, *args, **kwargs):
+        seen.append(run.config)
         raise KeyboardInterrupt  # stop before any training
 
-    monkeypatch.setattr(regime.experiment, "run", fake_run)
-    try:
+    monkeypatch.setattr(engine, "load_data", lambda *args, **kwargs: None)  # no data needed to build the runs
+    monkeypatch.setattr(runner, "execute", capture)
+    with pytest.raises(KeyboardInterrupt):
         regime.live_cell("none", 8, 1, "npair", variants=("baseline",), seeds=[0], quick=True, say=lambda s: None)
-    except KeyboardInterrupt:
-        pass
-    if not seen:
-        pytest.skip("CIFAR-10 is not on disk here: live_cell trains nothing")
-    assert seen["channels_last"] is False
+    assert len(seen) == 1 and seen[0].runtime.channels_last is False and seen[0].runtime.threads == 1

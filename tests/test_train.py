@@ -7,6 +7,8 @@ import torch
 from imix_teach.methods import build_method
 from imix_teach.models import TabularMLP
 from imix_teach.train import NonFiniteLossError, lr_lambda, pretrain
+from imix_teach.train import Mixing, Optim, Runtime
+from helpers import pretrain_flat
 
 
 def _noise(x, g):
@@ -26,7 +28,7 @@ DATA = torch.randn(64, 5, generator=torch.Generator().manual_seed(0))
 def test_resume_ends_with_the_same_weights_as_an_uninterrupted_run(tmp_path, name):
     settings = dict(epochs=3, batch_size=16, alpha=1.0, progress=False, seed=3)
     straight = _method(name)
-    h_straight = pretrain(straight, DATA, _noise, checkpoint=tmp_path / "a.pt", **settings)
+    h_straight = pretrain_flat(straight, DATA, _noise, checkpoint=tmp_path / "a.pt", **settings)
 
     def interrupt(epoch, history):
         if epoch == 0:
@@ -34,9 +36,9 @@ def test_resume_ends_with_the_same_weights_as_an_uninterrupted_run(tmp_path, nam
 
     interrupted = _method(name)
     with pytest.raises(KeyboardInterrupt):
-        pretrain(interrupted, DATA, _noise, checkpoint=tmp_path / "b.pt", callback=interrupt, **settings)
+        pretrain_flat(interrupted, DATA, _noise, checkpoint=tmp_path / "b.pt", callback=interrupt, **settings)
     resumed = _method(name)  # a fresh process would rebuild the model from scratch
-    h_resumed = pretrain(resumed, DATA, _noise, checkpoint=tmp_path / "b.pt", **settings)
+    h_resumed = pretrain_flat(resumed, DATA, _noise, checkpoint=tmp_path / "b.pt", **settings)
     for (k, v1), v2 in zip(straight.state_dict().items(), resumed.state_dict().values()):
         assert torch.equal(v1, v2), k  # weights, EMA twin, queue and its pointer
     assert h_resumed.epoch_loss == h_straight.epoch_loss
@@ -53,7 +55,8 @@ def test_nonfinite_loss_stops_with_clear_error_and_keeps_last_good_checkpoint(tm
 
     ckpt = tmp_path / "run.pt"
     with pytest.raises(NonFiniteLossError, match="last good checkpoint"):
-        pretrain(_method("npair"), DATA, poisoned, epochs=3, batch_size=16, progress=False, checkpoint=ckpt, log_every=1)
+        pretrain(_method("npair"), DATA, poisoned, optim=Optim(epochs=3, batch_size=16),
+                 runtime=Runtime(progress=False, log_every=1), checkpoint=ckpt)
     state = torch.load(ckpt, weights_only=False)
     assert state["epoch"] == 1
     assert all(torch.isfinite(v).all() for v in state["method"].values() if v.is_floating_point())
@@ -61,9 +64,11 @@ def test_nonfinite_loss_stops_with_clear_error_and_keeps_last_good_checkpoint(tm
 
 def test_resume_with_different_settings_is_refused(tmp_path):
     ckpt = tmp_path / "run.pt"
-    pretrain(_method("npair"), DATA, _noise, epochs=1, batch_size=16, progress=False, checkpoint=ckpt)
+    pretrain(_method("npair"), DATA, _noise, optim=Optim(epochs=1, batch_size=16), runtime=Runtime(progress=False),
+             checkpoint=ckpt)
     with pytest.raises(ValueError, match="resume=False"):
-        pretrain(_method("npair"), DATA, _noise, epochs=1, batch_size=32, progress=False, checkpoint=ckpt)
+        pretrain(_method("npair"), DATA, _noise, optim=Optim(epochs=1, batch_size=32),
+                 runtime=Runtime(progress=False), checkpoint=ckpt)
 
 
 def test_lr_schedule_warms_up_linearly_then_cosine_to_zero():
@@ -74,18 +79,22 @@ def test_lr_schedule_warms_up_linearly_then_cosine_to_zero():
 
 
 def test_history_and_default_lr_follow_the_paper_scaling():
-    h = pretrain(_method("npair"), DATA, _noise, epochs=2, batch_size=32, warmup_epochs=0, progress=False, log_every=1)
+    h = pretrain(_method("npair"), DATA, _noise, optim=Optim(epochs=2, batch_size=32, warmup_epochs=0),
+                 runtime=Runtime(progress=False, log_every=1))
     assert h.step == [1, 2, 3, 4] and len(h.epoch_loss) == 2
     assert h.lr[0] == pytest.approx(0.125 * 32 / 256 * lr_lambda(0, 4)(1))
 
 
 def test_bad_training_arguments_are_named():
     with pytest.raises(ValueError, match="batch_size"):
-        pretrain(_method("npair"), DATA, _noise, epochs=1, batch_size=1000, progress=False)
+        pretrain(_method("npair"), DATA, _noise, optim=Optim(epochs=1, batch_size=1000),
+                 runtime=Runtime(progress=False))
     with pytest.raises(ValueError, match="alpha"):
-        pretrain(_method("npair"), DATA, _noise, epochs=1, batch_size=16, alpha=0.0, progress=False)
+        pretrain(_method("npair"), DATA, _noise, optim=Optim(epochs=1, batch_size=16), mixing=Mixing(alpha=0.0),
+                 runtime=Runtime(progress=False))
     with pytest.raises(ValueError, match="amp"):
-        pretrain(_method("npair"), DATA, _noise, epochs=1, batch_size=16, amp="fp8", progress=False)
+        pretrain(_method("npair"), DATA, _noise, optim=Optim(epochs=1, batch_size=16),
+                 runtime=Runtime(amp="fp8", progress=False))
 
 
 def test_gpu_paths_run_on_cpu_too():
@@ -96,7 +105,7 @@ def test_gpu_paths_run_on_cpu_too():
     for options in (dict(amp="bf16"), dict(channels_last=True)):
         torch.manual_seed(0)
         method = build_method("byol", SmallConvNet(1, 8), proj_hidden=16, proj_dim=8)
-        h = pretrain(method, images, _noise, epochs=1, batch_size=16, alpha=1.0, progress=False, **options)
+        h = pretrain_flat(method, images, _noise, epochs=1, batch_size=16, alpha=1.0, progress=False, **options)
         assert all(math.isfinite(v) for v in h.loss)
 
 
@@ -112,7 +121,7 @@ def test_wrong_types_and_values_name_the_argument(bad, match):
     kwargs = dict(inputs=DATA, epochs=1, batch_size=16, progress=False)
     kwargs.update(bad)
     with pytest.raises((TypeError, ValueError), match=match):
-        pretrain(_method("npair"), kwargs.pop("inputs"), _noise, **kwargs)
+        pretrain_flat(_method("npair"), kwargs.pop("inputs"), _noise, **kwargs)
 
 
 def test_train_step_is_one_sgd_step_with_the_schedule_and_ema():
@@ -122,7 +131,7 @@ def test_train_step_is_one_sgd_step_with_the_schedule_and_ema():
     opt = torch.optim.SGD([p for p in method.parameters() if p.requires_grad], lr=0.1)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 0.5 ** s)
     before = [p.detach().clone() for p in method.key_encoder.parameters()]
-    loss = train_step(method, DATA[:16], _noise, opt, torch.Generator().manual_seed(0), StepOptions(alpha=1.0),
+    loss = train_step(method, DATA[:16], _noise, opt, torch.Generator().manual_seed(0), StepOptions(Mixing(alpha=1.0)),
                       scheduler=sched)
     assert loss.dim() == 0 and not loss.requires_grad
     assert opt.param_groups[0]["lr"] == pytest.approx(0.05)  # the scheduler stepped once
@@ -155,9 +164,11 @@ def test_inputmix_from_both_views_draws_partners_across_the_two_views():
     spy = Spy()
     opt = torch.optim.SGD(spy.parameters(), lr=0.1)
     for mode in ("per_view", "both_views"):
-        train_step(spy, x, lambda v, g: next(views)(v, g), opt, torch.Generator().manual_seed(0), StepOptions(inputmix=mode))
+        train_step(spy, x, lambda v, g: next(views)(v, g), opt, torch.Generator().manual_seed(0),
+                   StepOptions(Mixing(inputmix=mode)))
     per_view, both = seen
     assert per_view[0].max() <= 7  # view 1 (values 0..7) only mixed with view-1 rows
     assert both[0].max() > 8  # some view-1 rows now hold weight from view 2 (values 100..107)
     with pytest.raises(ValueError, match="inputmix"):
-        pretrain(_method("npair"), DATA, _noise, epochs=1, batch_size=16, inputmix="all", progress=False)
+        pretrain(_method("npair"), DATA, _noise, optim=Optim(epochs=1, batch_size=16), mixing=Mixing(inputmix="all"),
+                 runtime=Runtime(progress=False))

@@ -9,7 +9,7 @@ from __future__ import annotations
 import contextlib
 import os
 import textwrap
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +17,7 @@ import torch
 
 from ..config import data_root, full_or_quick, offline_mode, pick_device, quick_mode, seed_everything
 from ..data import DATASETS, DomainData, MaskingNoise, TabularTransform, load
-from ..models import cifar_resnet
+from ..run_config import Data, Encoder, Evaluation, Method, Mixing, Optim, RunConfig, Runtime
 
 
 # The first code cell of every notebook (scripts/sync_notebooks.py fills in {repository} from
@@ -178,46 +178,65 @@ def load_or_fallback(
 # ----------------------------------------------------------------------------- the shared CIFAR-10 protocol
 @dataclass(frozen=True)
 class Protocol:
-    """The settings notebooks 03, 04, 05 and 07 share, so that their numbers can be compared.
+    """The run notebooks 03, 04, 05 and 07 share, so that their numbers can be compared, and its seeds.
 
+    ``config`` is the run (:class:`~imix_teach.run_config.RunConfig`) with i-Mix on; a notebook
+    changes only what it compares: ``run(P.config, train, test, alpha=None, seed=1)``.
     CPU-sized by default (1,000 CIFAR-10 images at 16 px, SmallConvNet, 100 epochs, 3 seeds);
     ``paper_scale=True`` gives the paper's CIFAR-10 setting (all 50,000 images at 32 px,
     ResNet-18, 1,000 epochs, heads 2048-128, EMA 0.999, queue 4096): a GPU and days.
     """
 
-    paper_scale: bool
-    alpha: float  # Beta(alpha, alpha) for lam: the paper's CIFAR value
-    tau: float  # temperature: the paper's CIFAR value
-    per_class: int | None  # training images per class (None: all)
-    test_per_class: int | None
-    image_size: int
-    epochs: int
-    batch_size: int
+    config: RunConfig
     seeds: list[int]
-    method_kwargs: dict[str, Any]  # {} = the library's CPU-sized heads and EMA/queue settings
-    probe_epochs: int  # linear-probe epochs (the paper: 100)
+    paper_scale: bool = False
 
-    def make_encoder(self) -> torch.nn.Module | None:
-        """The encoder to pretrain: ResNet-18 at paper scale, else None (experiment.run builds a SmallConvNet)."""
-        return cifar_resnet(18) if self.paper_scale else None
+    @property
+    def alpha(self) -> float:
+        """Beta(alpha, alpha) for lam: the paper's CIFAR value."""
+        return self.config.mixing.alpha
+
+    @property
+    def tau(self) -> float:
+        """The temperature: the paper's CIFAR value."""
+        return self.config.method.tau
+
+    @property
+    def epochs(self) -> int:
+        """Pretraining epochs of every run."""
+        return self.config.optim.epochs
+
+    @property
+    def batch_size(self) -> int:
+        """The pretraining batch."""
+        return self.config.optim.batch_size
 
     def load(self) -> tuple[DomainData, DomainData]:
         """CIFAR-10 train/test at this protocol's sizes, or digits with a banner when CIFAR-10 is missing."""
-        return load_or_fallback("cifar10", ("train", "test"), per_class=self.per_class, image_size=self.image_size,
-                                per_split={"test": {"per_class": self.test_per_class}},
+        data = self.config.data
+        return load_or_fallback(data.dataset, ("train", "test"), **data.train_options,
+                                per_split={"test": dict(data.test_options)},
                                 max_download_mb=float("inf") if self.paper_scale else 200)
 
 
 def cifar_protocol(method: str = "npair", paper_scale: bool = False, **cpu_changes: Any) -> Protocol:
     """The shared protocol for ``method`` ("npair", "moco", "byol", ...).
 
-    ``cpu_changes`` override fields of the CPU-sized protocol only (a notebook's own time budget,
-    e.g. ``epochs=30``); the paper-scale protocol is always the paper's.
+    ``cpu_changes`` change the CPU-sized protocol only (a notebook's own time budget, e.g.
+    ``epochs=30`` or ``seeds=[0, 1]``; any field of the run by name); the paper-scale protocol is
+    always the paper's.
     """
     if paper_scale:
-        heads: dict[str, Any] = dict(proj_hidden=2048, proj_dim=128)
-        heads.update({"moco": dict(queue_size=4096, momentum=0.999), "byol": dict(momentum=0.999)}.get(method, {}))
-        return Protocol(True, 1.0, 0.2, None, None, 32, 1000, 256, [0], heads, 100)
-    protocol = Protocol(False, 1.0, 0.2, full_or_quick(100, 20), full_or_quick(200, 20), 16, full_or_quick(100, 2), full_or_quick(128, 64),
-                        full_or_quick([0, 1, 2], [0]), {}, full_or_quick(100, 20))
-    return replace(protocol, **cpu_changes)
+        heads: dict[str, Any] = {"moco": dict(queue_size=4096, momentum=0.999), "byol": dict(momentum=0.999)}.get(method, {})
+        config = RunConfig(data=Data("cifar10", dict(image_size=32), dict(image_size=32)), encoder=Encoder("resnet", 18),
+                           method=Method(method, tau=0.2, scale="paper", options=heads), mixing=Mixing(alpha=1.0),
+                           optim=Optim(epochs=1000, batch_size=256), runtime=Runtime(progress=False))
+        return Protocol(config, [0], paper_scale=True)
+    size = dict(image_size=16)
+    config = RunConfig(data=Data("cifar10", dict(size, per_class=full_or_quick(100, 20)),
+                                 dict(size, per_class=full_or_quick(200, 20))),
+                       method=Method(method, tau=0.2), mixing=Mixing(alpha=1.0),
+                       optim=Optim(epochs=full_or_quick(100, 2), batch_size=full_or_quick(128, 64)),
+                       runtime=Runtime(progress=False), evaluation=Evaluation(probe_epochs=full_or_quick(100, 20)))
+    seeds = cpu_changes.pop("seeds", full_or_quick([0, 1, 2], [0]))
+    return Protocol(config.replace(**cpu_changes) if cpu_changes else config, list(seeds))

@@ -27,12 +27,13 @@ import torch
 import torch.nn.functional as F
 
 from ..evaluate import evaluate_encoder  # one implementation, re-exported for the notebooks
+from ..tables import mean_std, ordered
 
 if TYPE_CHECKING:  # types only: matplotlib is imported where a plot is drawn
     from matplotlib.axes import Axes
 
     from ..data.base import DomainData
-    from ..experiment import RunResult
+    from ..engine import RunResult
 
 _Array = torch.Tensor | np.ndarray  # what the Fréchet functions accept (converted to float64 NumPy)
 
@@ -228,7 +229,7 @@ def sweep(
 ) -> list[dict[str, Any]]:
     """Call ``run_one(value, variant, seed)`` for every combination; return one row (dict) per call.
 
-    ``run_one`` returns a :class:`~imix_teach.experiment.RunResult` (its metrics are kept) or a
+    ``run_one`` returns a :class:`~imix_teach.engine.RunResult` (its metrics are kept) or a
     dict of metrics. Each row holds ``value``, ``variant``, ``seed``, the metrics and ``seconds``.
     ``verbose`` prints one short line per finished run.
     """
@@ -255,19 +256,15 @@ def summarize(rows: Sequence[dict[str, Any]], metric: str = "knn") -> dict[tuple
     for r in rows:
         if r.get(metric) is not None:
             groups[(r["variant"], r["value"])].append(100 * float(r[metric]))
-    return {k: (float(np.mean(v)), float(np.std(v, ddof=1)) if len(v) > 1 else 0.0, len(v)) for k, v in groups.items()}
-
-
-def _ordered(seq: Iterable[Any]) -> list[Any]:
-    return list(dict.fromkeys(seq))
+    return {k: (*mean_std(v), len(v)) for k, v in groups.items()}
 
 
 def sweep_table(rows: Sequence[dict[str, Any]], metric: str = "knn", name: str = "value") -> str:
     """Markdown table: one row per swept value, one column per variant (mean ± std % over seeds), and
     the i-Mix gain when both a "baseline" and an "i-Mix" variant exist."""
     stats = summarize(rows, metric)
-    variants = _ordered(r["variant"] for r in rows)
-    values = _ordered(r["value"] for r in rows)
+    variants = ordered(r["variant"] for r in rows)
+    values = ordered(r["value"] for r in rows)
     with_gain = "baseline" in variants and "i-Mix" in variants
     head = f"| {name} | " + " | ".join(variants) + (" | gain (i-Mix - baseline) |" if with_gain else " |")
     lines = [head, "|" + "---|" * (len(variants) + 1 + with_gain)]
@@ -296,12 +293,12 @@ def plot_sweep(rows: Sequence[dict[str, Any]], metric: str = "knn", ax: Axes | N
     import matplotlib.pyplot as plt
 
     stats = summarize(rows, metric)
-    values = _ordered(r["value"] for r in rows)
+    values = ordered(r["value"] for r in rows)
     if categorical is None:
         categorical = not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values)
     if ax is None:
         _, ax = plt.subplots(figsize=(4.2, 3.0))
-    variants = _ordered(r["variant"] for r in rows)
+    variants = ordered(r["variant"] for r in rows)
     colours = {"baseline": "tab:blue", "i-Mix": "tab:orange"}
     offsets = np.linspace(-0.12, 0.12, len(variants)) if categorical and len(variants) > 1 else [0.0] * len(variants)
     for k, var in enumerate(variants):

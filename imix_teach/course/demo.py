@@ -14,6 +14,7 @@ the thread count, and that alone moved kNN accuracies by about 1 point between m
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import statistics
 import time
@@ -26,8 +27,8 @@ from matplotlib.figure import Figure
 from ..config import full_or_quick
 from ..data import load
 from ..data.base import DomainData
-from ..evaluate import evaluate_encoder
-from ..experiment import RunResult, run, small_encoder
+from ..engine import RunResult, floor, run
+from ..run_config import RunConfig
 from ..tables import apart, format_mean_std, markdown_table
 
 PROBES = {"linear": "linear probe", "knn": "kNN"}
@@ -35,17 +36,14 @@ RANDOM_INIT = "random init"
 # A probe on which a never-trained encoder already scores this much (percent) has little room left
 # to show what pretraining adds: the sentence says so instead of reading its gaps as evidence.
 CEILING = 95.0
+DEMO_BATCH = 128
 
 
 def random_init(train: DomainData, test: DomainData, seeds: Sequence[int]) -> list[RunResult]:
-    """A never-trained encoder per seed, probed as the pretrained ones are: the very weights ``run`` starts
-    from (it seeds torch the same way before building the encoder), so the gap to it is what pretraining did."""
-    out = []
-    for seed in seeds:
-        torch.manual_seed(seed)
-        scores = evaluate_encoder(small_encoder(tuple(train.input_shape)), train, test, seed=seed)
-        out.append(RunResult(RANDOM_INIT, None, seed, linear=scores["linear"], knn=scores["knn"]))
-    return out
+    """A never-trained encoder per seed, probed as the pretrained ones are: the very weights :func:`run`
+    starts from (:func:`~imix_teach.engine.floor`), so the gap to it is what pretraining did."""
+    floors = [floor(RunConfig(seed=seed), train, test) for seed in seeds]
+    return [dataclasses.replace(r, config=r.config.replace(name=RANDOM_INIT)) for r in floors]
 
 
 def _scores(results: Sequence[RunResult], method: str, imix: bool, probe: str) -> list[float]:
@@ -155,7 +153,8 @@ def main(argv: list[str] | None = None) -> list[RunResult]:
     for method in args.methods.split(","):
         for seed in seeds:
             for alpha in (None, args.alpha):
-                r = run(method, train, test, alpha=alpha, epochs=args.epochs, seed=seed)
+                r = run(method, train, test, alpha=alpha, epochs=args.epochs, batch_size=DEMO_BATCH, seed=seed,
+                        progress=False)
                 print(f"  {method:6s} {'i-Mix' if alpha else 'baseline':8s} seed {seed}  linear {100 * r.linear:5.1f}%  "
                       f"kNN {100 * r.knn:5.1f}%  ({r.pretrain_seconds:.0f} s)")
                 results.append(r)

@@ -8,7 +8,7 @@ The toy: points around ``classes`` centres on a ring in the plane; a view is the
 jitter of std ``jitter`` (the toy's augmentation; 0 = none, both views identical). A small MLP embeds
 each point onto the unit circle (2-D projection head, L2-normalised), trained with the library's
 N-pair loss, with or without i-Mix. Nothing here is new machinery: :class:`~imix_teach.methods.NPair`,
-:func:`~imix_teach.train.pretrain` and :func:`~imix_teach.evaluate.knn_accuracy` do the work, on data
+:func:`~imix_teach.engine.run` and :func:`~imix_teach.evaluate.knn_accuracy` do the work, on data
 small enough to retrain on every change.
 
 The default setting (no augmentation, 8 points per class, tau 0.5, alpha 0.2) was chosen after
@@ -26,10 +26,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..data.base import Augmenter
+from ..data.base import Augmenter, DomainData
+from ..engine import run
 from ..evaluate import knn_accuracy
 from ..methods import NPair
-from ..train import History, pretrain
+from ..run_config import Evaluation, Method, Mixing, Optim, RunConfig, Runtime
+from ..train import History
 
 # The playground's default setting (see the module docstring for why these values).
 ALPHA, TAU, PER_CLASS, JITTER = 0.2, 0.5, 8, 0.0
@@ -80,26 +82,34 @@ class ToyRun:
     knn: float  # kNN top-1 on the test points, from the circle embeddings
 
 
+def toy_split(per_class: int, classes: int, seed: int, augment: Augmenter) -> DomainData:
+    """The toy as a :class:`~imix_teach.data.DomainData`: points (N, 2), their cluster labels, ``augment`` as views."""
+    x, y = toy_data(per_class, classes, seed=seed)
+    return DomainData("toy", "toy", "train", x, y, [str(c) for c in range(classes)], (2,), augment, lambda v: v)
+
+
 def train_toy(alpha: float | None = ALPHA, tau: float = TAU, per_class: int = PER_CLASS, *, jitter_std: float = JITTER,
               classes: int = 5, steps: int = 150, seed: int = 0) -> ToyRun:
     """Pretrain N-pair on the toy (with i-Mix when ``alpha`` is a number); about a second on a CPU.
 
-    Test points: 40 per class from another seed. ``steps`` SGD steps whatever the data size, so
-    that a smaller dataset means less data, not less training.
+    The library's run (:func:`imix_teach.engine.run`) with the toy encoder and a 2-D head; test
+    points: 40 per class from another seed. ``steps`` SGD steps whatever the data size, so that a
+    smaller dataset means less data, not less training.
     """
-    x, y = toy_data(per_class, classes, seed=seed)
+    train = toy_split(per_class, classes, seed, jitter(jitter_std))
     x_test, y_test = toy_data(40, classes, seed=seed + 1000)
+    batch = min(64, len(train))
+    config = RunConfig(method=Method("npair", tau, options=dict(proj_hidden=64, proj_dim=2)), mixing=Mixing(alpha=alpha),
+                       optim=Optim(epochs=max(1, round(steps / (len(train) // batch))), batch_size=batch, lr=0.5),
+                       runtime=Runtime(device="cpu", progress=False, log_every=1), evaluation=Evaluation(probes=()),
+                       seed=seed)
     torch.manual_seed(seed)
-    method = NPair(ToyEncoder(), proj_hidden=64, proj_dim=2, tau=tau)
-    batch = min(64, len(x))
-    epochs = max(1, round(steps / (len(x) // batch)))
-    history = pretrain(method, x, jitter(jitter_std), epochs=epochs, batch_size=batch, alpha=alpha, lr=0.5, seed=seed,
-                       device="cpu", progress=False, log_every=1)
-    method.eval()
+    result = run(config, train, encoder=ToyEncoder())
+    method = result.model.eval()
     with torch.no_grad():
-        z, z_test = F.normalize(method.embed(x), dim=1), F.normalize(method.embed(x_test), dim=1)
-    knn = knn_accuracy(z, y, z_test, y_test, k=min(10, len(x)))
-    return ToyRun(method, history, torch.atan2(z[:, 1], z[:, 0]), torch.atan2(z_test[:, 1], z_test[:, 0]), knn)
+        z, z_test = F.normalize(method.embed(train.inputs), dim=1), F.normalize(method.embed(x_test), dim=1)
+    knn = knn_accuracy(z, train.labels, z_test, y_test, k=min(10, len(train)))
+    return ToyRun(method, result.history, torch.atan2(z[:, 1], z[:, 0]), torch.atan2(z_test[:, 1], z_test[:, 0]), knn)
 
 
 def playground_plot(imix: bool = True, alpha: float = ALPHA, tau: float = TAU, per_class: int = PER_CLASS,

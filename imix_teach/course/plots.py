@@ -10,7 +10,7 @@ import torch
 from matplotlib.axes import Axes
 
 from .. import tables
-from ..experiment import RunResult
+from ..engine import RunResult
 
 
 def _label(r: RunResult) -> str:
@@ -18,13 +18,13 @@ def _label(r: RunResult) -> str:
 
 
 def mean_std(results: Sequence[RunResult], metric: str = "linear") -> dict[tuple[str, bool], tuple[float, float, int]]:
-    """(method, i-Mix on?) -> (mean, std, number of seeds) of ``metric`` in percent; std is 0 for one seed."""
+    """(method, i-Mix on?) -> (mean, std, number of seeds) of ``metric`` in percent (:func:`imix_teach.tables.mean_std`)."""
     groups: dict[tuple[str, bool], list[float]] = defaultdict(list)
     for r in results:
         value = getattr(r, metric)
         if value is not None:
             groups[(r.method, r.alpha is not None)].append(100 * value)
-    return {k: (float(np.mean(v)), float(np.std(v, ddof=1)) if len(v) > 1 else 0.0, len(v)) for k, v in groups.items()}
+    return {k: (*tables.mean_std(v), len(v)) for k, v in groups.items()}
 
 
 def results_table(results: Sequence[RunResult], metrics: Sequence[str] = ("linear", "knn")) -> str:

@@ -29,12 +29,12 @@ downloads missing data unless ``$IMIX_OFFLINE`` is set. See ``data/README.md`` f
 from __future__ import annotations
 
 from . import image, imagenet, speech, tabular  # noqa: F401  (registers the loaders)
-from .augment import ImageAugment, ImageTransform, MaskingNoise, TabularTransform, ViewsDataset
+from .augment import WEAK, ImageAugment, ImageTransform, MaskingNoise, NoAugment, TabularTransform, ViewsDataset, weak_augment
 from .base import DATASETS, DatasetInfo, DomainData, load
 from .speech import LogMel, SpeechAugment
 
 __all__ = [
     "DATASETS", "DatasetInfo", "DomainData", "load",
-    "ImageAugment", "ImageTransform", "MaskingNoise", "TabularTransform", "ViewsDataset",
+    "WEAK", "ImageAugment", "ImageTransform", "MaskingNoise", "NoAugment", "TabularTransform", "ViewsDataset", "weak_augment",
     "LogMel", "SpeechAugment",
 ]

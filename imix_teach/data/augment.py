@@ -21,7 +21,7 @@ pipeline (for DataLoader workers); ``benchmarks/augment_throughput.py`` compares
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING, Optional
+from typing import TYPE_CHECKING, Callable, Optional
 
 import torch
 import torch.nn.functional as F
@@ -269,3 +269,24 @@ class MaskingNoise(TabularTransform):
         if self.columns is not None:
             mask &= self.columns.to(x.device)
         return x.masked_fill(mask, 0.0)
+
+
+# ----------------------------------------------------------------------------- the views of a run
+# "weak": crop + flip, no colour (the regime grid's second augmentation; RandomResizedCrop's aspect range).
+WEAK = dict(scale=(0.2, 1.0), ratio=(3 / 4, 4 / 3), flip=0.5)
+
+
+class NoAugment:
+    """Both views are the evaluation transform: ``augment(x, generator) == transform(x)`` (Table 3's setting)."""
+
+    def __init__(self, transform: Callable[[Tensor], Tensor]):
+        self.transform = transform
+
+    def __call__(self, x: Tensor, generator: Optional[torch.Generator] = None) -> Tensor:
+        return self.transform(x)
+
+
+def weak_augment(input_shape: tuple[int, ...], transformer: ImageTransform) -> ImageAugment:
+    """Random resized crop (20-100 % of the area) + flip, no colour, normalised as ``transformer``."""
+    return ImageAugment(tuple(input_shape[1:]), transformer.mean, transformer.std, scale=WEAK["scale"],
+                        ratio=WEAK["ratio"], flip=WEAK["flip"], jitter_p=0.0, gray_p=0.0)

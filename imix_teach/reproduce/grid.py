@@ -1,74 +1,94 @@
-"""The grid: every (dataset, method, i-Mix on/off, seed) run of a preset, each with a stable key."""
+"""A grid: every run of a reproduction, each a :class:`~imix_teach.run_config.RunConfig` with a stable key.
+
+Every preset of ``imix-teach reproduce`` (``cpu``, ``paper``, ``paper-imagenet``, ``regime``,
+``domains``) is a :class:`Grid`: its runs, the fixed protocol they come from (if any), and the
+function that writes its report. :func:`imix_teach.reproduce.runner.reproduce` is the one runner
+that executes any of them, resumably.
+"""
 from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
-from .presets import DEFAULT_METHODS, DOMAINS, METHOD_CHOICES, DatasetSpec, Preset, override
+from ..run_config import RunConfig
+
 
 @dataclass(frozen=True)
-class RunSpec:
-    preset: str
-    spec: DatasetSpec
-    method: str
-    imix: bool
-    seed: int
-    mix_options: tuple[tuple[str, Any], ...] = ()
-    amp: str = "auto"
-    channels_last: bool | str = "auto"
-    compile: bool = False
+class GridRun:
+    """One run of a grid: its key in ``runs.json``, what to run, and the fields its record carries.
 
-    @property
-    def alpha(self) -> float | None:
-        """i-Mix's alpha for this run, None for the baseline."""
-        return self.spec.alpha if self.imix else None
-
-    def config(self) -> dict[str, Any]:
-        """Everything that shapes the run's numbers (the seed and i-Mix switch are in the key itself)."""
-        spec = self.spec.as_dict()
-        spec["method_kwargs"] = spec["method_kwargs"].get(self.method, {})
-        spec.pop("notes")
-        spec.pop("paper")
-        return dict(spec=spec, mix_options=dict(self.mix_options), amp=self.amp,
-                    channels_last=self.channels_last, compile=self.compile)
-
-    def config_hash(self) -> str:
-        """10 hex digits of a hash of :meth:`config`: a changed setting makes a new run."""
-        return hashlib.sha1(json.dumps(self.config(), sort_keys=True, default=str).encode()).hexdigest()[:10]
-
-    @property
-    def key(self) -> str:
-        """preset/dataset/method/alpha/seed/hash: the run's name in ``runs.json``."""
-        alpha = f"alpha{self.spec.alpha:g}" if self.imix else "baseline"
-        return f"{self.preset}/{self.spec.dataset}/{self.method}/{alpha}/seed{self.seed}/{self.config_hash()}"
-
-
-def plan(preset: Preset, domains: Sequence[str] = DOMAINS, methods: Sequence[str] = DEFAULT_METHODS,
-         seeds: int | Sequence[int] = 3, *, datasets: Sequence[str] | None = None, **overrides: Any) -> list[RunSpec]:
-    """Every run of the grid, seed-major (all of seed 0 first), so a partial table already covers all cells.
-
-    datasets: keep only these dataset names of the chosen domains (e.g. ``["cifar10"]``).
+    labels: copied into the run's record (dataset, method, variant, seed, ...: what the report
+    groups by). kind: the runs that share a step time (the time estimate measures one of each).
+    floor: a cell's reference point instead of a training run.
     """
-    bad = [d for d in domains if d not in DOMAINS]
-    if bad:
-        raise ValueError(f"domain must be among {list(DOMAINS)} (or 'all'), got {bad}")
-    bad = [m for m in methods if m not in METHOD_CHOICES]
-    if bad:
-        raise ValueError(f"methods must be among {list(METHOD_CHOICES)}, got {bad}")
-    seed_list = list(range(seeds)) if isinstance(seeds, int) else list(seeds)
-    if not seed_list:
-        raise ValueError("seeds must be >= 1")
-    specs = [override(s, **overrides) for d in domains for s in preset.domain(d)]
-    if datasets is not None:
-        known = {s.dataset for s in specs}
-        bad = [d for d in datasets if d not in known]
-        if bad:
-            raise ValueError(f"datasets must be among {sorted(known)} (preset {preset.name!r}, domains {list(domains)}), "
-                             f"got {bad}")
-        specs = [s for s in specs if s.dataset in datasets]
-    mix = tuple(sorted(preset.mix_options.items()))
-    return [RunSpec(preset.name, s, m, imix, seed, mix, preset.amp, preset.channels_last, preset.compile)
-            for seed in seed_list for s in specs for m in methods for imix in (False, True)]
+
+    key: str
+    config: RunConfig
+    labels: dict[str, Any]
+    kind: tuple = ()
+    floor: bool = False  # no training: the never-trained encoder's scores (:func:`imix_teach.engine.floor`)
+
+
+@dataclass(frozen=True)
+class Grid:
+    """What the runner takes: the runs, their protocol, and the report written from their records.
+
+    protocol: a fixed protocol, written to ``<out>/protocol.json`` before the first run; a folder
+    holding another is refused, so a grid cannot drift between sittings. checkpoint_runs: a
+    checkpoint after every epoch inside each run (long runs resume mid-way); False for grids of
+    runs of a few minutes, where saving after each of hundreds of short epochs costs more than it saves.
+    report(out, records, grid): writes the tables and figures from the records found so far.
+    """
+
+    name: str
+    runs: tuple[GridRun, ...]
+    report: Callable[[Path, Sequence[dict[str, Any]], Grid], Any]
+    protocol: dict[str, Any] | None = None
+    checkpoint_runs: bool = True
+    step_progress: bool = False
+    info: dict[str, Any] = field(default_factory=dict)  # what the report needs beyond the records
+
+
+def config_hash(config: RunConfig) -> str:
+    """10 hex digits naming everything that shapes a run's numbers (not its seed, paths or progress bars).
+
+    A changed setting gives a new key, so a resumed grid never mixes runs of two settings. Fields
+    left at None are not hashed, so a new optional field keeps the keys of the runs made before it.
+    The CPU head settings are hashed as the library defines them (``cpu_overrides``), so changing
+    them changes every key that uses them.
+    """
+    from ..methods import METHODS
+
+    d = config.as_dict()
+    d.pop("seed")
+    d.pop("checkpoint")
+    d["data"].pop("root")
+    d["runtime"] = {k: d["runtime"][k] for k in ("amp", "channels_last", "compile")}
+    if config.method.scale == "cpu" and config.method.name in METHODS:
+        d["method"]["cpu_settings"] = dict(METHODS[config.method.name].cpu_overrides)
+    d = {group: {k: v for k, v in fields.items() if v is not None} if isinstance(fields, dict) else fields
+         for group, fields in d.items()}
+    return hashlib.sha1(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()[:10]
+
+
+# A fixed-protocol grid's variants: (i-Mix on, InputMix on).
+VARIANTS = {"baseline": (False, False), "imix": (True, False), "imix+inputmix": (True, True)}
+
+
+def settings_hash(settings: dict[str, Any]) -> str:
+    """10 hex digits naming a protocol's settings: a changed setting gives every run a new key."""
+    return hashlib.sha1(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:10]
+
+
+def cpu_settings_text() -> str:
+    """The library's CPU head settings in words, for a protocol, from the values ``Method(scale="cpu")`` uses."""
+    from ..methods import METHODS, MoCo
+
+    heads, ema = METHODS["npair"].cpu_overrides, METHODS["moco"].cpu_overrides["momentum"]
+    low, high = MoCo.cpu_queue
+    return (f"the library's CPU settings, METHODS[m].settings('cpu', n_train): projection {heads['proj_hidden']}-"
+            f"{heads['proj_dim']}; MoCo EMA {ema:g} and a queue of max({low}, min({high}, n_train // 2)) keys")

@@ -23,7 +23,7 @@ import matplotlib
 from matplotlib.figure import Figure
 
 from ..files import atomic_write
-from ..tables import apart, markdown_table, mean_std
+from ..tables import apart, markdown_table, mean_std, ordered
 
 COLUMNS = ("augmentation", "per_class", "epochs", "method", "variant", "probe", "seed", "accuracy")
 PROBES = ("linear", "knn")
@@ -46,19 +46,22 @@ def summary_rows(records: Sequence[dict[str, Any]], p: dict[str, Any]) -> list[d
     return rows
 
 
-def write_summary(path: str | os.PathLike, rows: Sequence[dict[str, Any]]) -> None:
-    """``summary.csv``: the columns of :data:`COLUMNS`; a diverged run has an empty accuracy."""
+def write_summary(path: str | os.PathLike, rows: Sequence[dict[str, Any]], columns: Sequence[str] = COLUMNS) -> None:
+    """``summary.csv``: the columns of :data:`COLUMNS` (or ``columns``); a diverged run has an empty accuracy."""
     text = io.StringIO()
-    writer = csv.DictWriter(text, COLUMNS, lineterminator="\n")
+    writer = csv.DictWriter(text, columns, lineterminator="\n")
     writer.writeheader()
-    writer.writerows({k: ("" if row[k] is None else row[k]) for k in COLUMNS} for row in rows)
+    writer.writerows({k: ("" if row[k] is None else row[k]) for k in columns} for row in rows)
     atomic_write(path, text.getvalue())
 
 
+INTEGERS = ("per_class", "size", "epochs", "seed")  # the columns a summary holds as whole numbers
+
+
 def read_summary(path: str | os.PathLike) -> list[dict[str, Any]]:
-    """``summary.csv`` back as rows with ints and floats (None for an empty accuracy)."""
+    """A ``summary.csv`` back as rows with ints and floats (None for an empty accuracy)."""
     with open(path, newline="") as fh:
-        return [dict(row, per_class=int(row["per_class"]), epochs=int(row["epochs"]), seed=int(row["seed"]),
+        return [dict(row, **{k: int(row[k]) for k in INTEGERS if k in row},
                      accuracy=float(row["accuracy"]) if row["accuracy"] else None) for row in csv.DictReader(fh)]
 
 
@@ -92,12 +95,17 @@ def load_protocol(folder: str | os.PathLike | None = None) -> dict[str, Any]:
     return json.loads((Path(folder) / "protocol.json").read_text())
 
 
-def cells(rows: Sequence[dict[str, Any]], probe: str) -> dict[tuple, dict[str, dict[int, float]]]:
-    """{(augmentation, per_class, epochs, method): {variant: {seed: accuracy}}} for one probe, in row order."""
+CELL = ("augmentation", "per_class", "epochs", "method")  # the columns that name a cell of this grid
+
+
+def cells(rows: Sequence[dict[str, Any]], probe: str,
+          keys: Sequence[str] = CELL) -> dict[tuple, dict[str, dict[int, float]]]:
+    """{(augmentation, per_class, epochs, method): {variant: {seed: accuracy}}} for one probe, in row order
+    (``keys``: another grid's cell columns)."""
     out: dict[tuple, dict[str, dict[int, float]]] = {}
     for row in rows:
         if row["probe"] == probe and row["accuracy"] is not None:
-            key = (row["augmentation"], row["per_class"], row["epochs"], row["method"])
+            key = tuple(row[k] for k in keys)
             out.setdefault(key, defaultdict(dict))[row["variant"]][row["seed"]] = row["accuracy"]
     return out
 
@@ -112,17 +120,21 @@ def gain(by_variant: dict[str, dict[int, float]], variant: str) -> dict[str, Any
     diff = mean_std([other[s] - base[s] for s in seeds])
     b, o = [base[s] for s in seeds], [other[s] for s in seeds]
     (mb, sb), (mo, so) = mean_std(b), mean_std(o)
-    return dict(gain=mo - mb, spread=diff[1], seeds=len(seeds), apart=apart(b, o), baseline=(mb, sb), variant=(mo, so))
+    wins = sum(other[s] > base[s] for s in seeds)  # seeds where the variant is ahead (same seed: same start)
+    return dict(gain=mo - mb, spread=diff[1], seeds=len(seeds), apart=apart(b, o), baseline=(mb, sb), variant=(mo, so),
+                wins=wins)
 
 
-def _fmt(values: dict[int, float]) -> str:
+def fmt_seeds(values: dict[int, float]) -> str:
+    """{seed: accuracy} as "m ± s" (one decimal; a single seed without ±; "–" for none)."""
     if not values:
         return "–"
     m, s = mean_std(list(values.values()))
     return f"{m:.1f} ± {s:.1f}" if len(values) > 1 else f"{m:.1f}"
 
 
-def _fmt_gain(g: dict[str, Any] | None) -> str:
+def fmt_gain(g: dict[str, Any] | None) -> str:
+    """A :func:`gain` as "+g ± s", with † where the two bars do not overlap ("–" for none)."""
     return "–" if g is None else f"{g['gain']:+.1f} ± {g['spread']:.1f}{' †' if g['apart'] else ''}"
 
 
@@ -130,12 +142,12 @@ def gain_table(rows: Sequence[dict[str, Any]], probe: str = "linear") -> str:
     """Markdown: one line per (augmentation, images per class, epochs, method), mean ± std and gains."""
     lines = []
     found = cells(rows, probe)
-    augs, methods = _ordered(k[0] for k in found), _ordered(k[3] for k in found)
+    augs, methods = ordered(k[0] for k in found), ordered(k[3] for k in found)
     for (aug, pc, ep, m) in sorted(found, key=lambda k: (augs.index(k[0]), methods.index(k[3]), k[1], k[2])):
         by = found[aug, pc, ep, m]
-        lines.append([aug, pc, ep, m, _fmt(by.get("baseline", {})), _fmt(by.get("imix", {})), _fmt_gain(gain(by, "imix")),
-                      _fmt(by.get("imix+inputmix", {})) if aug == "none" else "",
-                      _fmt_gain(gain(by, "imix+inputmix")) if aug == "none" else "",
+        lines.append([aug, pc, ep, m, fmt_seeds(by.get("baseline", {})), fmt_seeds(by.get("imix", {})), fmt_gain(gain(by, "imix")),
+                      fmt_seeds(by.get("imix+inputmix", {})) if aug == "none" else "",
+                      fmt_gain(gain(by, "imix+inputmix")) if aug == "none" else "",
                       max((len(v) for v in by.values()), default=0)])
     header = ["augmentation", "images/class", "epochs", "method", "baseline", "i-Mix", "gain i-Mix",
               "i-Mix + InputMix", "gain i-Mix + InputMix", "seeds"]
@@ -148,16 +160,12 @@ def quotable(rows: Sequence[dict[str, Any]]) -> set[str]:
     out = {f"{r['accuracy']:.1f}" for r in rows if r["accuracy"] is not None}
     for probe in PROBES:
         for by in cells(rows, probe).values():
-            out |= {_fmt(seeds) for seeds in by.values()}
+            out |= {fmt_seeds(seeds) for seeds in by.values()}
             for variant in ("imix", "imix+inputmix"):
                 g = gain(by, variant)
                 if g is not None:
                     out |= {f"{g['gain']:+.1f}", f"{g['gain']:+.1f} ± {g['spread']:.1f}"}
     return out
-
-
-def _ordered(items) -> list:
-    return list(dict.fromkeys(items))
 
 
 def tally(rows: Sequence[dict[str, Any]], probe: str, variant: str = "imix") -> dict[str, list[tuple]]:
@@ -266,7 +274,8 @@ def _sweep_cells(p: dict[str, Any], sweep: str) -> set[tuple[int, int]]:
     return {(c["per_class"], c["epochs"]) for c in p["cells"] if c["sweep"] == sweep}
 
 
-def _png(fig: Figure) -> bytes:
+def png_bytes(fig: Figure) -> bytes:
+    """A figure as PNG bytes at the reports' 90 dpi."""
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=90)
     return buf.getvalue()
@@ -293,5 +302,5 @@ def write_report(out: str | os.PathLike, records: Sequence[dict[str, Any]], p: d
            f"{records[0]['threads']} thread(s) per run."]
     atomic_write(out / "table.md", "\n".join(md) + "\n")
     for sweep in ("epochs", "data"):
-        atomic_write(out / f"regime_{sweep}.png", _png(plot_regime(rows, sweep, p)))
+        atomic_write(out / f"regime_{sweep}.png", png_bytes(plot_regime(rows, sweep, p)))
     return {name: out / name for name in FILES}

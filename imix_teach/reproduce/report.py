@@ -18,8 +18,8 @@ from matplotlib.lines import Line2D
 from ..files import atomic_write
 from .. import tables
 from ..tables import format_mean_std, mean_std
-from .grid import RunSpec
-from .presets import PAPER_PROXY, PAPER_SETTING, PAPER_TABLE1, PAPER_UNCERTAIN, PAPER_UNCERTAIN_NOTE, Preset
+from .grid import Grid
+from .presets import PAPER_PROXY, PAPER_SETTING, PAPER_TABLE1, PAPER_UNCERTAIN, PAPER_UNCERTAIN_NOTE, DatasetSpec, Preset
 
 def summarize(records: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     """One row per (dataset, method): baseline and i-Mix values per metric, in first-seen order."""
@@ -83,23 +83,23 @@ def _table_row(row: dict[str, Any]) -> list[str]:
             format_mean_std(row["imix"].get("knn")), n, ref]
 
 
-def _notes(preset: Preset, runs: Sequence[RunSpec]) -> str:
-    used = {r.spec.dataset: r.spec for r in runs}
-    probe = "/".join(sorted({str(s.probe_epochs) for s in used.values()}))
+def _notes(preset: Preset, used: dict[str, DatasetSpec]) -> str:
+    probe = "/".join(sorted({str(s.template.evaluation.probe_epochs) for s in used.values()}))
     lines = ["Top-1 test accuracy in %, mean ± sample standard deviation over seeds (seeds change the "
              "initial weights, augmentations, batches and mixing; the data subsets are fixed). "
              "Δ = difference of the means. Metric: the paper's protocol (linear probe: frozen encoder, "
              f"standardised features, SGD {probe} epochs, lr picked from {{0.01, 0.1, 1}} on a 20 % held-out part; "
              "HIGGS: closed-form least squares). kNN: weighted cosine kNN, k = 200, T = 0.1.", ""]
     for name, spec in used.items():
-        alpha = f"alpha {spec.alpha:g}"
-        lines.append(f"- **{name}** ({spec.domain}): {spec.epochs} epochs, batch {spec.batch_size}, tau {spec.tau:g}, "
-                     f"i-Mix {alpha}, lr {spec.lr if spec.lr is not None else 0.125 * spec.batch_size / 256:g}, "
-                     f"wd {spec.weight_decay:g}, encoder {spec.encoder[0]} {spec.encoder[1]:g}. {spec.notes}")
-    lam = "one lam per sample, max(lam, 1 - lam) (authors' code)" if preset.mix_options.get("per_sample") \
+        t = spec.template
+        lines.append(f"- **{name}** ({spec.domain}): {t.optim.epochs} epochs, batch {t.optim.batch_size}, "
+                     f"tau {t.method.tau:g}, i-Mix alpha {t.mixing.alpha:g}, lr {t.optim.base_lr:g}, "
+                     f"wd {t.optim.weight_decay:g}, encoder {t.encoder.kind} {t.encoder.size:g}. {spec.notes}")
+    mixing = next(iter(used.values())).template.mixing if used else None
+    lam = "one lam per sample, max(lam, 1 - lam) (authors' code)" if mixing is not None and mixing.per_sample \
         else "one lam ~ Beta(alpha, alpha) per batch (the paper's choice)"
     lines += ["", f"Mixing: {lam}; only the anchor view is mixed; partners from randperm(N)."]
-    if any(r.spec.paper or r.spec.dataset == "fsdd" for r in runs):
+    if any(s.paper or s.dataset == "fsdd" for s in used.values()):
         lines += ["", "Paper column: Table 1 of Lee et al. (ICLR 2021), baseline → i-Mix, linear evaluation. "
                   + "; ".join(f"{k}: {v}" for k, v in PAPER_SETTING.items() if k in {_paper_key(d) for d in used})
                   + ". " + PAPER_UNCERTAIN_NOTE + " The tabular Table 1 numbers are not in the extracted text, so they are not shown."]
@@ -145,25 +145,25 @@ def plot_results(rows: Sequence[dict[str, Any]], path: str | os.PathLike, title:
     atomic_write(path, png.getvalue())
 
 
-def write_outputs(out: str | os.PathLike, records: Sequence[dict[str, Any]], preset: Preset,
-                  runs: Sequence[RunSpec]) -> dict[str, Path]:
+def write_outputs(out: str | os.PathLike, records: Sequence[dict[str, Any]], grid: Grid) -> dict[str, Path]:
     """``results.json`` (summary + config), ``results.md`` (table + notes), ``results.png``."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
+    preset, specs = grid.info["preset"], grid.info["specs"]
     rows = summarize(records)
-    expected = len(runs)
-    complete = len(records) == expected
-    status = "complete" if complete else f"PARTIAL: {len(records)} of {expected} runs"
+    expected = len(grid.runs)
+    status = "complete" if len(records) == expected else f"PARTIAL: {len(records)} of {expected} runs"
     table = markdown_table(rows, paper_matches=preset.name == "paper")
     md = [f"# i-Mix reproduction, preset `{preset.name}` ({status})", "", preset.description, "", table, "",
-          _notes(preset, runs), "",
+          _notes(preset, specs), "",
           f"Compute: {sum(r['pretrain_seconds'] + r['eval_seconds'] for r in records) / 60:.1f} min summed over "
           f"{len(records)} runs (pretraining {sum(r['pretrain_seconds'] for r in records) / 60:.1f} min); "
           f"torch {torch.__version__}, {records[0]['threads']} thread(s), device {records[0]['device']}."]
     paths = {"md": out / "results.md", "json": out / "results.json", "png": out / "results.png"}
     summary = dict(
         preset=preset.name, status=status, runs_expected=expected, runs_found=len(records), rows=rows,
-        datasets={r.spec.dataset: r.spec.as_dict() for r in runs}, mix_options=preset.mix_options,
+        datasets={name: dict(domain=s.domain, template=s.template.as_dict(), method_options=s.method_options,
+                             notes=s.notes) for name, s in specs.items()},
         machine=dict(platform=platform.platform(), python=platform.python_version(), torch=torch.__version__,
                      cpus=os.cpu_count()),
         compute_seconds=sum(r["pretrain_seconds"] + r["eval_seconds"] for r in records),

@@ -1,12 +1,19 @@
-"""Running the grid: load each dataset once, pretrain + evaluate each run, save it at once."""
+"""The one grid runner: every preset's runs, each trained and evaluated by the engine and saved at once.
+
+    grid = get_preset("cpu").grid(["tabular"], ["npair"], seeds=3)     # or regime.grid(), domains.grid()
+    records = reproduce(grid, "results/cpu")                           # estimate, run what is left, report
+
+A finished run is written to ``<out>/runs.json`` at once (locked, merged, replaced atomically), so a
+stopped grid resumes where it stopped and recomputes nothing; two processes can share one folder
+(each run is claimed by a lock). With ``grid.checkpoint_runs`` a run interrupted mid-way resumes
+from its last epoch. The report is rewritten from ``runs.json`` at the end.
+"""
 from __future__ import annotations
 
 import json
-import os
 import sys
-import time
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -14,129 +21,94 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
-from .. import experiment
-from ..config import data_root, pick_device
-from ..data import load
-from ..data.tabular import COVTYPE_GROUPS
-from ..models import build_encoder
-from ..train import NonFiniteLossError
-from .grid import RunSpec, plan
-from .presets import DEFAULT_METHODS, DOMAINS, DatasetSpec, Preset, get_preset
-from .report import write_outputs
+from .. import engine
+from ..config import pick_device
+from ..engine import DataCache
+from ..files import write_json
+from ..methods import method_settings
+from ..monitor import NonFiniteLossError
+from .estimate import estimate, total_hours
+from .grid import Grid, GridRun
 from .store import ResultStore, check_writable, claimed, file_name
 
-def encoder_for(spec: DatasetSpec, input_shape: tuple[int, ...]) -> torch.nn.Module:
-    """The spec's encoder, ``(kind, size)``, for this data (the authors' CovType column groups)."""
-    kind, size = spec.encoder
-    groups = COVTYPE_GROUPS if kind == "mlp-authors" and spec.dataset == "covtype" else None
-    return build_encoder(input_shape, kind, size, groups=groups)
 
-
-class DataCache:
-    """Loads each (root, dataset, options) once per reproduction (the last ``maxsize`` kept); applies ``test_limit``."""
-
-    maxsize = 4
-
-    def __init__(self, root: str | os.PathLike | None = None):
-        self.root = root
-        self._cache: dict[str, Any] = {}
-
-    def get(self, spec: DatasetSpec) -> tuple[Any, Any]:
-        """(train, test) DomainData for a spec, loaded once; test cut to ``spec.test_limit`` rows."""
-        key = json.dumps([str(data_root(self.root)), spec.dataset, spec.train_options, spec.test_options,
-                          spec.test_limit], sort_keys=True, default=str)
-        if key in self._cache:
-            self._cache[key] = self._cache.pop(key)  # most recently used last
-        else:
-            while len(self._cache) >= self.maxsize:
-                self._cache.pop(next(iter(self._cache)))
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", UserWarning)  # e.g. small classes keeping all rows
-                train = load(spec.dataset, "train", root=self.root, **spec.train_options)
-                test = load(spec.dataset, "test", root=self.root, **spec.test_options)
-            if spec.test_limit is not None and len(test) > spec.test_limit:
-                idx = torch.randperm(len(test), generator=torch.Generator().manual_seed(0))[: spec.test_limit]
-                test = test.subset(idx.sort().values)
-            self._cache[key] = (train, test)
-        return self._cache[key]
-
-
-def execute(run: RunSpec, data: DataCache, *, checkpoint: Path | None = None, device: str | torch.device | None = None,
-            step_progress: bool = False) -> dict[str, Any]:
-    """Pretrain + evaluate one run; returns its JSON record."""
-    spec = run.spec
-    train, test = data.get(spec)
-    torch.manual_seed(run.seed)  # same seed -> same initial weights with and without i-Mix
-    encoder = encoder_for(spec, train.input_shape)
-    resumed = checkpoint is not None and checkpoint.exists()
-    tic = time.perf_counter()
-    common = dict(
-        key=run.key, preset=run.preset, domain=spec.domain, dataset=spec.dataset, method=run.method, imix=run.imix,
-        alpha=run.alpha, seed=run.seed, config_hash=run.config_hash(), primary=spec.primary, n_train=len(train),
-        n_test=len(test), epochs=spec.epochs, batch_size=min(spec.batch_size, len(train)),
-        resumed_from_checkpoint=resumed, torch=torch.__version__, threads=torch.get_num_threads(),
-        device=str(pick_device(device)),
-    )
+def execute(run: GridRun, cache: DataCache, *, checkpoint: Path | None = None, root: str | None = None,
+            device: str | None = None, step_progress: bool = False) -> dict[str, Any]:
+    """Pretrain + evaluate one run; returns its JSON record (accuracies as fractions, as the probes give them)."""
+    config = run.config.replace(progress=step_progress, path=checkpoint,
+                                **({"root": root} if root is not None else {}),
+                                **({"device": device} if device is not None else {}))
+    train, test = engine.load_data(config.data, cache)
+    batch = min(config.optim.batch_size, len(train))
+    m = config.method
+    common = dict(key=run.key, n_train=len(train), n_test=len(test), epochs=config.optim.epochs,
+                  batch_size=batch, steps=config.optim.epochs * (len(train) // batch),
+                  method_kwargs=method_settings(m.name, m.scale, len(train), **m.options),
+                  resumed_from_checkpoint=checkpoint is not None and checkpoint.exists(), torch=torch.__version__,
+                  threads=config.runtime.threads or torch.get_num_threads(),
+                  device=str(pick_device(config.runtime.device)), config=config.replace(path=None).as_dict())
+    common.update(run.labels)  # the grid's own fields (dataset, method, variant, seed, ...)
+    if run.floor:  # a cell's reference point: the never-trained encoder, scored as the trained ones
+        r = engine.floor(config, train, test)
+        return dict(common, steps=0, linear=r.linear, knn=r.knn, least_squares=r.least_squares,
+                    train_accuracy=r.train_accuracy, final_loss=None, loss_curve=[], pretrain_seconds=0.0,
+                    eval_seconds=r.eval_seconds, finished=_now())
     try:
-        result = experiment.run(
-            run.method, train, test, alpha=run.alpha, epochs=spec.epochs, batch_size=spec.batch_size, seed=run.seed,
-            tau=spec.tau, encoder=encoder, method_kwargs=spec.method_kwargs.get(run.method, {}), evaluate=spec.evaluate,
-            probe_epochs=spec.probe_epochs, device=device, progress=step_progress, lr=spec.lr, weight_decay=spec.weight_decay,
-            warmup_epochs=spec.warmup_epochs, mix_options=dict(run.mix_options) or None, amp=run.amp,
-            channels_last=run.channels_last, compile=run.compile, checkpoint=checkpoint,
-        )
-    except NonFiniteLossError as err:  # recorded (and not retried): the table counts it, the grid goes on
+        r = engine.run(config, train, test)
+    except NonFiniteLossError as err:  # recorded (and not retried): the report counts it, the grid goes on
         return dict(common, linear=None, knn=None, least_squares=None, train_accuracy=None, final_loss=None,
-                    epoch_loss=[], pretrain_seconds=time.perf_counter() - tic, eval_seconds=0.0, error=str(err),
-                    finished=datetime.now(timezone.utc).isoformat(timespec="seconds"))
-    total = time.perf_counter() - tic
-    return dict(
-        common, linear=result.linear, knn=result.knn, least_squares=result.least_squares,
-        train_accuracy=result.train_accuracy, final_loss=(result.history.epoch_loss or [None])[-1],
-        epoch_loss=result.history.epoch_loss, pretrain_seconds=result.pretrain_seconds,
-        eval_seconds=total - result.pretrain_seconds,
-        lam_sampling="one lam per sample, max(lam, 1-lam) (authors' code)"
-        if dict(run.mix_options).get("per_sample") else "one lam ~ Beta(alpha, alpha) per batch (paper)",
-        finished=datetime.now(timezone.utc).isoformat(timespec="seconds"),
-    )
+                    loss_curve=[], pretrain_seconds=0.0, eval_seconds=0.0, error=str(err), finished=_now())
+    losses = r.history.epoch_loss
+    every = max(1, len(losses) // 50)  # at most about 50 points of the loss curve
+    return dict(common, linear=r.linear, knn=r.knn, least_squares=r.least_squares, train_accuracy=r.train_accuracy,
+                final_loss=losses[-1], loss_curve=[[e + 1, round(v, 5)] for e, v in enumerate(losses)
+                                                   if e % every == 0 or e == len(losses) - 1],
+                pretrain_seconds=r.pretrain_seconds, eval_seconds=r.eval_seconds, finished=_now())
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def fix_protocol(out: Path, protocol: dict[str, Any]) -> None:
+    """Write ``out/protocol.json`` if it is missing; refuse a folder whose protocol is another one."""
+    path = out / "protocol.json"
+    if path.exists():
+        found = json.loads(path.read_text())
+        if any(found.get(k) != protocol.get(k) for k in ("settings", "cells", "seeds")):
+            raise ValueError(f"{path} holds another protocol than this version's {protocol['name']!r} grid: its runs "
+                             "cannot be continued with these settings. Choose another --out for a new grid.")
+        return
+    write_json(path, protocol)
 
 
 def reproduce(
-    preset: Preset | str = "cpu",
-    domains: Sequence[str] = DOMAINS,
-    methods: Sequence[str] = DEFAULT_METHODS,
-    seeds: int | Sequence[int] = 3,
-    out: str | os.PathLike = "results/cpu",
-    *,
-    root: str | os.PathLike | None = None,
-    device: str | None = None,
-    max_runs: int | None = None,
-    on_run_done: Callable[[dict[str, Any]], None] | None = None,
-    progress: bool = True,
-    write: bool = True,
-    step_progress: bool | None = None,
-    datasets: Sequence[str] | None = None,
-    **overrides: Any,
+    grid: Grid, out: str | Path, *, root: str | None = None, device: str | None = None, max_runs: int | None = None,
+    on_run_done: Callable[[dict[str, Any]], None] | None = None, progress: bool = True, write: bool = True,
+    say: Callable[[str], None] = print,
 ) -> list[dict[str, Any]]:
-    """Run the grid (skipping runs already in ``<out>/runs.json``), then write table and figure.
+    """Run what is left of ``grid`` into ``out`` (saying the time estimate first), then write its report.
 
     max_runs: stop after this many *new* runs (the rest on a later call). on_run_done(record):
-    called after each run has been saved. step_progress: a per-step bar inside each run too
-    (default: only for the paper preset, whose runs take hours). Returns the grid's records so far.
+    called after each run has been saved. root/device: where the data is and what trains it (they
+    do not change a run's key). Returns the grid's records so far, in the grid's order.
     """
-    preset = get_preset(preset) if isinstance(preset, str) else preset
-    runs = plan(preset, domains, methods, seeds, datasets=datasets, **overrides)
-    step_progress = preset.name == "paper" if step_progress is None else step_progress
     out = Path(out)
     store = ResultStore(out / "runs.json")
-    todo = [r for r in runs if r.key not in store]
+    todo = [r for r in grid.runs if r.key not in store]
     if todo or write:
         check_writable(out, store)  # fail now, not after the first hour of compute
-    data = DataCache(root)
-    bar = tqdm(total=len(runs), initial=len(runs) - len(todo), disable=not progress, desc=f"reproduce {preset.name}",
+    if grid.protocol is not None:
+        fix_protocol(out, grid.protocol)
+    cache = DataCache()
+    if todo:
+        hours = total_hours(estimate(grid, todo, store, cache, root=root))
+        say(f"{grid.name} grid: {len(grid.runs)} runs, {len(grid.runs) - len(todo)} already in {out / 'runs.json'}, "
+            f"{len(todo)} to go: about {hours:.1f} h on this machine with {torch.get_num_threads()} thread(s). "
+            "Stop it at any time; the same command continues where it stopped.")
+    bar = tqdm(total=len(grid.runs), initial=len(grid.runs) - len(todo), disable=not progress, desc=grid.name,
                unit="run")
-    done = 0
-    claims = claimed(todo, out / "checkpoints")
+    done, claims = 0, claimed(todo, out / "locks")
     try:
         for run in claims:
             store.refresh()
@@ -145,11 +117,13 @@ def reproduce(
                 continue
             if max_runs is not None and done >= max_runs:
                 break
-            bar.set_postfix_str(f"{run.spec.dataset} {run.method}{' + i-Mix' if run.imix else ''} seed {run.seed}")
-            ckpt = out / "checkpoints" / f"{file_name(run.key)}.pt"
-            record = execute(run, data, checkpoint=ckpt, device=device, step_progress=progress and step_progress)
+            bar.set_postfix_str(" ".join(str(v) for v in run.kind) + f" seed {run.config.seed}")
+            ckpt = out / "checkpoints" / f"{file_name(run.key)}.pt" if grid.checkpoint_runs else None
+            record = execute(run, cache, checkpoint=ckpt, root=root, device=device,
+                             step_progress=progress and grid.step_progress)
             store.add(record)
-            ckpt.unlink(missing_ok=True)
+            if ckpt is not None:
+                ckpt.unlink(missing_ok=True)
             done += 1
             bar.update(1)
             if on_run_done is not None:
@@ -157,25 +131,26 @@ def reproduce(
     finally:
         claims.close()  # releases the lock of a run left unfinished
         bar.close()
-        records = _write_up(store, runs, out, preset, write, failing=sys.exc_info()[1])
+        records = _write_up(store, grid, out, write, failing=sys.exc_info()[1])
     return records
 
 
-def _write_up(store: ResultStore, runs: Sequence[RunSpec], out: Path, preset: Preset, write: bool,
+def _write_up(store: ResultStore, grid: Grid, out: Path, write: bool,
               failing: BaseException | None) -> list[dict[str, Any]]:
-    """The grid's records from every process; with ``write``, the table and figure from them.
+    """The grid's records from every process; with ``write``, the report from them.
 
     failing: the error that stopped the grid, if any; a failed write then only warns, so that
     error (say a full disk during a checkpoint) is the one the user sees.
     """
-    with store.lock:  # one writer of the table at a time
+    with store.lock:  # one writer of the report at a time
         store.refresh()
-        records = store.select(r.key for r in runs)
+        records = store.select(r.key for r in grid.runs)
         if write and records:
             try:
-                write_outputs(out, records, preset, runs)
+                grid.report(out, records, grid)
             except OSError as err:
                 if failing is None:
                     raise
-                warnings.warn(f"the table was not updated either: {err}", stacklevel=3)
+                warnings.warn(f"the report was not updated either: {err}", stacklevel=3)
     return records
+

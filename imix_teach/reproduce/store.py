@@ -10,7 +10,7 @@ from typing import Any
 from filelock import FileLock, Timeout
 
 from ..files import atomic_write
-from .grid import RunSpec
+from .grid import GridRun
 
 class ResultStore:
     """``runs.json``: one record per finished run, safe to share between processes.
@@ -60,14 +60,14 @@ def file_name(key: str) -> str:
     return key.replace("/", "__")
 
 
-def claimed(runs: Sequence[RunSpec], folder: Path) -> Iterator[RunSpec]:
+def claimed(runs: Sequence[GridRun], folder: Path) -> Iterator[GridRun]:
     """Yield each run while holding its lock, so two processes on one grid never run the same one.
 
     A run another process holds is put off to the end and then waited for (its record is then in
     the store). The kernel drops a killed process's locks, so nothing stays stuck after kill -9.
     """
     folder.mkdir(parents=True, exist_ok=True)
-    later: list[RunSpec] = []
+    later: list[GridRun] = []
     for wait, queue in ((False, runs), (True, later)):
         for run in queue:
             lock = FileLock(folder / f"{file_name(run.key)}.lock", timeout=-1 if wait else 0)
