@@ -165,8 +165,9 @@ def test_every_number_quoted_from_the_grid_is_in_the_summary():
 
 
 def test_the_package_carries_the_committed_summary_and_protocol():
-    from imix_teach.reproduce.regime_report import PACKAGED
+    from imix_teach.reproduce.regime_report import packaged
 
+    PACKAGED = packaged("regime")
     for name in ("summary.csv", "protocol.json"):
         assert (PACKAGED / name).read_bytes() == (COMMITTED / name).read_bytes(), \
             f"copy results/regime/{name} to {PACKAGED.relative_to(ROOT)}/ (notebooks read it without the repository)"

@@ -21,7 +21,8 @@ from matplotlib.figure import Figure
 
 from ..files import atomic_write
 from ..tables import markdown_table, mean_std, ordered
-from .regime_report import VARIANT_NAMES, png_bytes, cells, fmt_gain, fmt_seeds, gain, read_summary, write_summary
+from . import regime_report
+from .regime_report import VARIANT_NAMES, cells, fmt_gain, fmt_seeds, gain, png_bytes, read_summary, write_summary
 
 COLUMNS = ("dataset", "augmentation", "size", "epochs", "method", "variant", "probe", "seed", "accuracy")
 FLOOR_COLUMNS = ("dataset", "size", "probe", "seed", "accuracy")
@@ -61,6 +62,16 @@ def floor_of(floors: Sequence[dict[str, Any]], dataset: str, size: int, probe: s
     """The never-trained encoder's accuracies (one per seed) for one dataset, size and probe."""
     return [f["accuracy"] for f in floors if (f["dataset"], f["size"], f["probe"]) == (dataset, size, probe)
             and f["accuracy"] is not None]
+
+
+def quotable(rows: Sequence[dict[str, Any]], floors: Sequence[dict[str, Any]]) -> set[str]:
+    """Every number a text may quote from the grid: the cells' means, gains and single seeds (as
+    :func:`regime_report.quotable` formats them), and each floor's "m ± s" and single seeds."""
+    out = regime_report.quotable(rows, CELL)
+    for dataset, size, probe in {(f["dataset"], f["size"], f["probe"]) for f in floors}:
+        values = floor_of(floors, dataset, size, probe)
+        out |= {fmt_seeds(dict(enumerate(values))), *(f"{v:.1f}" for v in values)}
+    return out
 
 
 def _wins(g: dict[str, Any] | None) -> str:

@@ -29,8 +29,6 @@ COLUMNS = ("augmentation", "per_class", "epochs", "method", "variant", "probe", 
 PROBES = ("linear", "knn")
 PROBE_NAMES = {"linear": "linear probe", "knn": "kNN"}
 VARIANT_NAMES = {"baseline": "baseline", "imix": "i-Mix", "imix+inputmix": "i-Mix + InputMix"}
-# A copy of the committed summary and protocol inside the package, for a notebook run without the repository.
-PACKAGED = Path(__file__).with_name("regime_results")
 FILES = ("summary.csv", "table.md", "regime_epochs.png", "regime_data.png")
 
 
@@ -65,33 +63,42 @@ def read_summary(path: str | os.PathLike) -> list[dict[str, Any]]:
                      accuracy=float(row["accuracy"]) if row["accuracy"] else None) for row in csv.DictReader(fh)]
 
 
-def find_results(start: str | os.PathLike | None = None) -> Path | None:
-    """The folder holding the committed ``results/regime/summary.csv``: from ``start`` (default the
+HOURS = {"regime": 4, "domains": 2}  # about how long each fixed grid takes on 2 CPU cores, for the error below
+
+
+def packaged(grid: str = "regime") -> Path:
+    """The copy of a fixed grid's summary and protocol installed with the package."""
+    return Path(__file__).with_name(f"{grid}_results")
+
+
+def find_results(start: str | os.PathLike | None = None, grid: str = "regime") -> Path | None:
+    """The folder holding the committed ``results/<grid>/summary.csv``: from ``start`` (default the
     working folder) up to the file system's root, as when a notebook runs in ``notebooks/``; else the
     copy installed with the package (Colab, a wheel), else None."""
     here = Path(start or Path.cwd()).resolve()
     for folder in (here, *here.parents):
-        if (folder / "results" / "regime" / "summary.csv").is_file():
-            return folder / "results" / "regime"
-    return PACKAGED if (PACKAGED / "summary.csv").is_file() else None
+        if (folder / "results" / grid / "summary.csv").is_file():
+            return folder / "results" / grid
+    return packaged(grid) if (packaged(grid) / "summary.csv").is_file() else None
 
 
-def load_summary(folder: str | os.PathLike | None = None) -> list[dict[str, Any]]:
+def load_summary(folder: str | os.PathLike | None = None, grid: str = "regime") -> list[dict[str, Any]]:
     """The grid's rows from ``folder/summary.csv`` (default: :func:`find_results`); a clear error if absent."""
-    folder = Path(folder) if folder is not None else find_results()
+    folder = Path(folder) if folder is not None else find_results(grid=grid)
     if folder is None or not (folder / "summary.csv").is_file():
         raise FileNotFoundError(
-            "results/regime/summary.csv was not found here or in any folder above. It is committed in the "
+            f"results/{grid}/summary.csv was not found here or in any folder above. It is committed in the "
             "course's repository: run from a clone of it (or put its results/ folder beside the notebooks), "
-            "or make it anew with `imix-teach reproduce --preset regime` (about 4 hours on 2 CPU cores).")
+            f"or make it anew with `imix-teach reproduce --preset {grid}` (about {HOURS.get(grid, 4)} hours on 2 "
+            "CPU cores).")
     return read_summary(folder / "summary.csv")
 
 
-def load_protocol(folder: str | os.PathLike | None = None) -> dict[str, Any]:
+def load_protocol(folder: str | os.PathLike | None = None, grid: str = "regime") -> dict[str, Any]:
     """``protocol.json`` beside the summary (default: :func:`find_results`)."""
-    folder = Path(folder) if folder is not None else find_results()
+    folder = Path(folder) if folder is not None else find_results(grid=grid)
     if folder is None:
-        load_summary(folder)  # raises the error that says where the results are
+        load_summary(folder, grid)  # raises the error that says where the results are
     return json.loads((Path(folder) / "protocol.json").read_text())
 
 
@@ -154,12 +161,13 @@ def gain_table(rows: Sequence[dict[str, Any]], probe: str = "linear") -> str:
     return markdown_table(header, lines)
 
 
-def quotable(rows: Sequence[dict[str, Any]]) -> set[str]:
+def quotable(rows: Sequence[dict[str, Any]], keys: Sequence[str] = CELL) -> set[str]:
     """Every number a text may quote from the grid, as this module formats it: each cell's "m ± s" per
-    variant and probe, each gain "+g ± s" and "+g" (one decimal), and each single seed's accuracy."""
+    variant and probe, each gain "+g ± s" and "+g" (one decimal), and each single seed's accuracy
+    (``keys``: the grid's cell columns)."""
     out = {f"{r['accuracy']:.1f}" for r in rows if r["accuracy"] is not None}
-    for probe in PROBES:
-        for by in cells(rows, probe).values():
+    for probe in ordered(r["probe"] for r in rows):
+        for by in cells(rows, probe, keys).values():
             out |= {fmt_seeds(seeds) for seeds in by.values()}
             for variant in ("imix", "imix+inputmix"):
                 g = gain(by, variant)
