@@ -1,6 +1,9 @@
-"""Shared by several test files: ``pretrain`` called with its settings by name, as a RunConfig names them."""
+"""Shared by several test files: ``pretrain`` called with its settings by name, as a RunConfig names them;
+the texts that quote a committed grid."""
 from __future__ import annotations
 
+import re
+from pathlib import Path
 from typing import Any
 
 from imix_teach.run_config import Checkpointing, RunConfig
@@ -34,3 +37,21 @@ def result(method: str, alpha: float | None, seed: int, **scores: Any):
     from imix_teach.engine import RunResult
 
     return RunResult(RunConfig().replace(name=method, alpha=alpha, seed=seed), **scores)
+
+
+ROOT = Path(__file__).resolve().parents[1]
+NUMBER = re.compile(r"[+−-]?\d+\.\d(?: ± \d+\.\d)?")  # a number as the grids' reports format it
+
+
+def quoting_texts(marker: str) -> list[tuple[str, str]]:
+    """(where, text) of each README block and notebook markdown cell carrying ``marker``: the texts
+    that quote a committed grid (a README block ends at the next HTML comment)."""
+    import nbformat
+
+    readme = (ROOT / "README.md").read_text()
+    texts = [("README.md", block.split("<!--", 1)[0]) for block in readme.split(marker)[1:]]
+    for path in sorted((ROOT / "notebooks").glob("*.ipynb")):
+        for k, cell in enumerate(nbformat.read(path, as_version=4).cells):
+            if cell.cell_type == "markdown" and marker in cell.source:
+                texts.append((f"{path.name} cell {k}", cell.source.replace(marker, "")))
+    return texts

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import re
 from pathlib import Path
 
 import pytest
 
+from helpers import NUMBER, quoting_texts
 from imix_teach import cli
 from imix_teach import reproduce as rp
 from imix_teach.reproduce import domains
@@ -120,21 +120,13 @@ def test_the_package_carries_the_committed_summary_and_protocol():
 
 
 MARKER = "<!-- numbers: results/domains/summary.csv -->"
-NUMBER = re.compile(r"[+−-]?\d+\.\d(?: ± \d+\.\d)?")
 
 
 @NEEDS_RESULTS
 def test_every_number_quoted_from_the_grid_is_in_the_summary():
-    import nbformat
-
     rows, floors = load_rows(COMMITTED)
     allowed = quotable(rows, floors)
-    readme = (ROOT / "README.md").read_text()
-    texts = [("README.md", block.split("<!--", 1)[0]) for block in readme.split(MARKER)[1:]]
-    for path in sorted((ROOT / "notebooks").glob("*.ipynb")):
-        for k, cell in enumerate(nbformat.read(path, as_version=4).cells):
-            if cell.cell_type == "markdown" and MARKER in cell.source:
-                texts.append((f"{path.name} cell {k}", cell.source.replace(MARKER, "")))
+    texts = quoting_texts(MARKER)
     assert any(name.startswith("06") for name, _ in texts) and any(name == "README.md" for name, _ in texts)
     for name, text in texts:
         for number in NUMBER.findall(text.replace("$", "")):

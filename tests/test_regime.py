@@ -5,11 +5,11 @@ from __future__ import annotations
 import csv
 import dataclasses
 import json
-import re
 from pathlib import Path
 
 import pytest
 
+from helpers import NUMBER, quoting_texts
 from imix_teach import cli, engine
 from imix_teach import reproduce as rp
 from imix_teach.reproduce import regime, runner
@@ -140,24 +140,11 @@ def test_the_committed_summary_covers_every_cell_and_seed_and_matches_the_record
 
 # Texts that quote the grid carry this marker: a README block, or a notebook markdown cell.
 MARKER = "<!-- numbers: results/regime/summary.csv -->"
-NUMBER = re.compile(r"[+−-]?\d+\.\d(?: ± \d+\.\d)?")
-
-
-def _quoting_texts():
-    import nbformat
-
-    readme = (ROOT / "README.md").read_text()
-    texts = [("README.md", block.split("<!--", 1)[0]) for block in readme.split(MARKER)[1:]]
-    for path in sorted((ROOT / "notebooks").glob("*.ipynb")):
-        for k, cell in enumerate(nbformat.read(path, as_version=4).cells):
-            if cell.cell_type == "markdown" and MARKER in cell.source:
-                texts.append((f"{path.name} cell {k}", cell.source.replace(MARKER, "")))
-    return texts
 
 
 def test_every_number_quoted_from_the_grid_is_in_the_summary():
     allowed = quotable(read_summary(COMMITTED / "summary.csv"))
-    texts = _quoting_texts()
+    texts = quoting_texts(MARKER)
     assert any(name.startswith("07") for name, _ in texts) and any(name.startswith("08") for name, _ in texts)
     for name, text in texts:
         for number in NUMBER.findall(text.replace("$", "")):
