@@ -13,10 +13,12 @@ and a figure per domain.
 """
 from __future__ import annotations
 
-from collections.abc import Sequence
+import os
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
+from ..config import quick_mode
 from ..run_config import Data, Encoder, Evaluation, Method, Mixing, Optim, RunConfig, Runtime
 from .grid import VARIANTS, Grid, GridRun, cpu_settings_text, settings_hash
 
@@ -148,3 +150,41 @@ def _report(out: Path, records: Sequence[dict[str, Any]], g: Grid) -> None:
     from .domains_report import write_report
 
     write_report(out, records, g.protocol, len(g.runs))
+
+
+def live_cell(dataset: str, augmentation: str, size: int, method: str, seeds: Iterable[int] = (0, 1, 2), *,
+              quick: bool | None = None, root: str | os.PathLike | None = None,
+              say: Callable[[str], None] = print) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Run one cell of the grid here, exactly as the grid ran it (its runs, settings and keys; one CPU
+    thread), with the cell's floor; returns (rows, floor rows) in ``summary.csv``'s form, or ([], [])
+    with a notice when the dataset is missing. quick (default ``IMIX_QUICK``): the quick protocol's
+    first size of the dataset and two seeds, a smoke test whose numbers mean nothing.
+    """
+    from .. import engine
+    from .domains_report import summary_rows
+    from .runner import execute
+
+    quick = quick_mode() if quick is None else quick
+    g = grid(quick)
+    if quick:
+        size, seeds = next(c["size"] for c in g.protocol["cells"] if c["dataset"] == dataset), list(seeds)[:2]
+    wanted = [r for r in g.runs if r.config.seed in set(seeds) and r.labels["dataset"] == dataset
+              and r.labels["size"] == size and (r.floor or (r.labels["augmentation"], r.labels["method"]) ==
+                                                (augmentation, method))]
+    if not wanted:
+        raise ValueError(f"argument size: the grid has no {dataset} cell of size {size} with {augmentation!r} "
+                         f"augmentation and {method!r}; its sizes: {[c['size'] for c in g.protocol['cells']]}")
+    cache, records = engine.DataCache(), []
+    try:
+        engine.load_data(wanted[0].config.replace(root=root).data, cache)
+    except FileNotFoundError as err:
+        say(f"{dataset} is not available here, so this cell trains nothing ({err}).")
+        return [], []
+    for r in wanted:
+        run = GridRun(r.key, r.config.replace(threads=1), r.labels, r.kind, floor=r.floor)
+        record = execute(run, cache, root=str(root) if root is not None else None)
+        records.append(record)
+        probe = "least_squares" if record["least_squares"] is not None else "linear"
+        say(f"seed {r.config.seed} | {r.labels['variant']:14s} | {probe} {100 * record[probe]:5.1f}% | "
+            f"kNN {100 * record['knn']:5.1f}% | {record['pretrain_seconds'] + record['eval_seconds']:.0f} s")
+    return summary_rows(records)

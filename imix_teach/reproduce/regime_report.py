@@ -270,9 +270,11 @@ def plot_cell(rows: Sequence[dict[str, Any]], title: str = "") -> Figure:
     return fig
 
 
-def same_as(live: Sequence[dict[str, Any]], committed: Sequence[dict[str, Any]]) -> tuple[int, int]:
-    """How many of the ``live`` rows have exactly the accuracy of the same run in ``committed``, of how many."""
-    key = lambda r: tuple(r[k] for k in COLUMNS[:-1])  # noqa: E731
+def same_as(live: Sequence[dict[str, Any]], committed: Sequence[dict[str, Any]],
+            columns: Sequence[str] = COLUMNS) -> tuple[int, int]:
+    """How many of the ``live`` rows have exactly the accuracy of the same run in ``committed``, of how many
+    (``columns``: the summary's columns, accuracy last)."""
+    key = lambda r: tuple(r[k] for k in columns[:-1])  # noqa: E731
     known = {key(r): r["accuracy"] for r in committed}
     return sum(known.get(key(r)) == r["accuracy"] for r in live), len(live)
 
