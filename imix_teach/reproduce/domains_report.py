@@ -196,7 +196,8 @@ def write_report(out: str | os.PathLike, records: Sequence[dict[str, Any]], p: d
     return files
 
 
-def load_rows(folder: str | os.PathLike) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """(summary rows, floor rows) read back from a results folder."""
-    folder = Path(folder)
-    return read_summary(folder / "summary.csv"), read_summary(folder / "floors.csv")
+def load_rows(folder: str | os.PathLike | None = None) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """(summary rows, floor rows) of the committed grid (default: ``find_results(grid="domains")``)."""
+    folder = Path(folder) if folder is not None else regime_report.find_results(grid="domains")
+    rows = regime_report.load_summary(folder, grid="domains")  # a clear error where there is none
+    return rows, read_summary(Path(folder) / "floors.csv")
