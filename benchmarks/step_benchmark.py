@@ -346,8 +346,9 @@ def main(argv: list[str] | None = None) -> list[dict]:
     print(markdown(rows))
     if args.json:
         with open(args.json, "w") as fh:
-            json.dump(dict(machine=machine, args={k: v for k, v in vars(args).items() if not k.startswith("_")},
-                           rows=rows), fh, indent=1)
+            # the output's file name only: a machine's folders (a /tmp path) say nothing to a reader of the JSON
+            settings = {k: os.path.basename(v) if k == "json" else v for k, v in vars(args).items() if not k.startswith("_")}
+            json.dump(dict(machine=machine, args=settings, rows=rows), fh, indent=1)
     return rows
 
 
