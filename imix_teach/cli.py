@@ -5,6 +5,7 @@
     imix-teach reproduce --preset cpu --domain all --methods npair,moco,byol --seeds 3 --out results/cpu
     imix-teach reproduce --preset paper --domain image --estimate-steps 5      # time steps, extrapolate
     imix-teach demo                                                              # 2-3 minute digits demo
+    imix-teach grade submissions/ --out grades.csv --summary summary.csv         # grade a class's notebooks
 """
 from __future__ import annotations
 
@@ -75,6 +76,16 @@ def _parser() -> argparse.ArgumentParser:
     pretrain_command.add_arguments(t)
     d = sub.add_parser("demo", help="i-Mix vs. baseline on scikit-learn's digits, 3 seeds (2-3 minutes on one CPU thread)")
     d.add_argument("args", nargs=argparse.REMAINDER, help="passed to python -m imix_teach.course.demo")
+    g = sub.add_parser("grade", help="run a class's submitted notebooks (quick mode, offline) and write grades.csv",
+                       description="Grade a class's notebooks: docs/instructors.md. Needs the grade extra "
+                                   "(pip install 'imix-teach[grade]'): nbclient and a Jupyter kernel.")
+    g.add_argument("submissions", help="folder: <student>/NN_name.ipynb or <student>__NN_name.ipynb files")
+    g.add_argument("--out", default="grades.csv", help="grades CSV: one row per student, notebook, exercise "
+                                                       "(default grades.csv)")
+    g.add_argument("--summary", default=None, help="also write the per-exercise summary as CSV here")
+    g.add_argument("--timeout", type=_positive_int, default=300, help="seconds per notebook (default 300)")
+    g.add_argument("--notebooks", default=None, help="comma list: grade only these (e.g. 01,03_imix_npair)")
+    g.add_argument("--kernel", default="python3", help="Jupyter kernel to run them in (default python3)")
     return parser
 
 
@@ -107,6 +118,15 @@ def _dispatch(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
         return pretrain_command.run(args)
     if args.command == "demo":
         demo.main(args.args)
+        return 0
+    if args.command == "grade":
+        from .course import grading  # nbclient is an extra (grade): import it only for this command
+
+        notebooks = None if args.notebooks is None else [n.strip() for n in args.notebooks.split(",") if n.strip()]
+        rows = grading.grade(args.submissions, args.out, timeout=args.timeout, notebooks=notebooks,
+                             summary=args.summary, kernel=args.kernel)
+        print(grading.summary_table(grading.summarize(rows)))
+        print(f"{len(rows)} rows in {args.out}" + (f"; summary in {args.summary}" if args.summary else ""))
         return 0
     if args.preset not in PRESET_NAMES:
         parser.error(f"argument --preset: unknown preset {args.preset!r}; choose from {', '.join(PRESET_NAMES)}")

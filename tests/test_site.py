@@ -106,7 +106,10 @@ def test_site_has_a_page_and_the_download_of_every_notebook(site):
         assert download.read_bytes() == (ROOT / "notebooks" / f"{name}.ipynb").read_bytes(), f"{name}: not the committed file"
         html = (site / "notebooks" / name / "index.html").read_text(encoding="utf-8")
         assert "interactive(children=" not in html, f"{name}: a widget shows as its text, not its picture"
+        assert f'href="../{name}.slides.html"' in html, f"{name}: no Slides link"
+        assert "Reveal.initialize" in (site / "notebooks" / f"{name}.slides.html").read_text(encoding="utf-8")
     assert (site / "assets" / "mathjax" / "MathJax.js").exists()
+    assert (site / "assets" / "reveal.js" / "dist" / "reveal.js").exists()
     for page in ("install", "library", "cli", "reproduce", "results", "differences", "development"):
         assert (site / page / "index.html").exists(), f"no {page} page"
 

@@ -3,6 +3,7 @@
     python scripts/site/check_site.py site                          # check site/ (after `make site`)
     python scripts/site/check_site.py site --screenshots docs/screenshots
 
+Each notebook's slide deck (notebooks/NAME.slides.html) is opened too, and must start reveal.js.
 A page passes when it logs no console error, loads nothing from outside the site, has every image
 loaded, and has every formula typeset by MathJax (no raw `$...$` or `\\(...\\)` left in its text).
 The site passes when, besides, every page's navigation lists every notebook in course order and the
@@ -101,6 +102,18 @@ def check_page(page: Page, url: str, base: str) -> list[str]:
     return problems
 
 
+REVEAL_JS = "() => (window.Reveal && Reveal.isReady()) ? Reveal.getTotalSlides() : 0"
+
+
+def check_deck(page: Page, url: str, base: str) -> list[str]:
+    """Load a notebook's slide deck: the page checks of check_page, and reveal.js started with slides."""
+    problems = check_page(page, url, base)
+    page.wait_for_function("() => window.Reveal && Reveal.isReady()", timeout=10_000)
+    if page.evaluate(REVEAL_JS) < 2:
+        problems.append("reveal.js shows fewer than two slides")
+    return problems
+
+
 def nav_notebooks(page: Page) -> list[str]:
     """The notebook pages the open page's navigation lists, in its order (as file names)."""
     hrefs = page.eval_on_selector_all("nav.md-nav--primary a.md-nav__link[href]", "els => els.map(e => e.href)")
@@ -132,6 +145,9 @@ def notebook_links(page: Page, site: Path, name: str) -> list[str]:
     target = (site / "notebooks" / name).joinpath(download).resolve()
     if target != (site / "notebooks" / f"{name}.ipynb").resolve() or not target.exists():
         problems.append(f"download link {download!r} does not lead to notebooks/{name}.ipynb")
+    deck = page.get_attribute("a:has-text('Slides')", "href") or ""
+    if (site / "notebooks" / name).joinpath(deck).resolve() != (site / "notebooks" / f"{name}.slides.html").resolve():
+        problems.append(f"slides link {deck!r} does not lead to notebooks/{name}.slides.html")
     return problems
 
 
@@ -156,6 +172,10 @@ def check_site(site: Path, notebooks: list[str], screenshots: Path | None = None
             if path.startswith("notebooks/"):
                 report[path] += notebook_links(page, site, path.strip("/").split("/")[-1])
             nexts[path] = next_link(page, base)
+            page.close()
+        for name in notebooks:
+            page = context.new_page()
+            report[f"notebooks/{name}.slides.html"] = check_deck(page, f"{base}notebooks/{name}.slides.html", base)
             page.close()
         reached = [p.strip("/").split("/")[-1] for p in chain(nexts) if p.startswith("notebooks/")]
         report["site"] = [] if reached == notebooks else [f"'next' links lead through {reached}, not {notebooks}"]

@@ -27,6 +27,7 @@ from mkdocs.structure.pages import Page
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "scripts"))
 import course_table  # noqa: E402  (scripts/ is not a package)
+import slides  # noqa: E402  (beside this file)
 
 BUILD = ROOT / "build" / "site-src"  # the notebooks' display copies, under notebooks/ (ignored by git)
 WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
@@ -150,7 +151,7 @@ def on_page_markdown(markdown: str, page: Page, config: MkDocsConfig, files: Fil
 
 
 def on_post_build(config: MkDocsConfig) -> None:
-    """Copy MathJax and the original notebooks (the download links) into the built site."""
+    """Copy MathJax and the original notebooks (the download links) into the built site; write the slide decks."""
     import jupyter_server_mathjax
 
     site = Path(config.site_dir)
@@ -158,3 +159,5 @@ def on_post_build(config: MkDocsConfig) -> None:
     shutil.copytree(mathjax, site / "assets" / "mathjax", dirs_exist_ok=True)
     for path in course_table.notebooks():
         shutil.copy2(path, site / "notebooks" / path.name)
+    slides.write_decks(site, {p.stem: json.loads((BUILD / "notebooks" / p.name).read_text(encoding="utf-8"))
+                              for p in course_table.notebooks()})
