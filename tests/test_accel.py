@@ -37,7 +37,7 @@ def _run(x: torch.Tensor, bn: nn.Module, fast: bool, grad: torch.Tensor | None =
     x = x.detach().clone().requires_grad_()
     layers = (bn, nn.ReLU(), nn.MaxPool2d(2, ceil_mode=True))
     out = fused.FusedBNReLUPool(*layers)(x) if fast else layers[2](layers[1](bn(x)))
-    assert (type(out.grad_fn).__name__ == "BnReluPoolBackward") == fast or not x.dtype == torch.float32
+    assert ("imix_teach_bn_relu_pool" in type(out.grad_fn).__name__) == (fast and x.dtype == torch.float32)
     grad = torch.randn(out.shape, generator=torch.Generator().manual_seed(9)) if grad is None else grad
     out.backward(grad.to(out.dtype))
     return out.detach(), x.grad, bn.weight.grad, bn.bias.grad
@@ -74,8 +74,7 @@ def test_ties_send_the_gradient_to_the_first_maximum_as_pytorch_does(sign):
         torch.testing.assert_close(f, p, rtol=1e-5, atol=1e-5, msg=name)
     dx = fast[1][0]  # the flat image: the gradient differs from the rest only where a window routed one
     routed = dx != dx[:, 1:2, 1:2]
-    assert not routed[:, 1::2, :].any() and not routed[:, :, 1::2].any()  # only ever the first position
-    assert routed[:, 0::2, 0::2].any() == (sign > 0)  # a flat image is all zeros after the ReLU when w < 0
+    assert routed[:, 0::2, 0::2].any() and not routed[:, 1::2, :].any() and not routed[:, :, 1::2].any()  # the first
 
 
 @needs_kernels
@@ -98,8 +97,8 @@ def test_a_nan_spreads_forward_and_backward_as_in_pytorch(where):
     x, grad = _images((4, 3, 4, 4)), torch.randn(4, 3, 2, 2, generator=torch.Generator().manual_seed(9))
     if where == "input":
         x[1, 2, 3, 0] = float("nan")
-    else:
-        grad[2, 1, 0, 1] = float("nan")
+    else:  # where the output is > 0: there the ReLU passes the gradient on
+        grad[tuple(torch.nonzero(_run(x, _bn(3), False)[0] > 0)[0])] = float("nan")
     fast, plain = _run(x, _bn(3), True, grad), _run(x, _bn(3), False, grad)
     for name, f, p in zip(("out", "dx", "dweight", "dbias"), fast, plain):
         assert torch.equal(f.isnan(), p.isnan()), name
@@ -226,7 +225,7 @@ def test_a_swapped_block_falls_back_to_its_layers_where_the_kernels_do_not_apply
     net = SmallConvNet(3, 4)
     twin = copy.deepcopy(net)
     with accel.swapped(net, True):
-        for x, train in ((torch.randn(4, 3, 8, 8), True), (torch.randn(4, 3, 10, 10).contiguous(memory_format=CL), True),
+        for x, train in ((torch.randn(4, 3, 8, 8), True), (torch.randn(4, 3, 5, 5).contiguous(memory_format=CL), True),
                          (torch.randn(4, 3, 8, 8).contiguous(memory_format=CL), False)):
             net.train(train), twin.train(train)
             assert torch.equal(net(x), twin(x))
@@ -291,16 +290,17 @@ def test_without_a_compiler_or_opted_out_the_model_trains_on_pytorchs_layers(tmp
 @needs_kernels
 @pytest.mark.parametrize("xdg, home", [("", "home"), ("relative/cache", "home"), ("", "")])
 def test_the_library_is_never_built_or_loaded_under_the_current_folder(tmp_path, xdg, home):
-    """An empty or relative XDG_CACHE_HOME (or HOME) must not put the library in the folder a notebook runs in:
-    anyone who could write there could have a student load their code. It goes to the home's cache, or nowhere."""
+    """An empty or relative XDG_CACHE_HOME (or a relative HOME) must not put the library in the folder a notebook
+    runs in: anyone who could write there could have a student load their code. It goes to the home's cache,
+    or, with no absolute home, nowhere (PyTorch's layers train)."""
     work = tmp_path / "work"
     (work / "imix_teach" / "kernels").mkdir(parents=True)
     planted = work / "imix_teach" / "kernels" / "bn_relu_pool-0000000000000000.so"
     planted.write_text("not a library")
-    env = {"XDG_CACHE_HOME": xdg, "HOME": str(tmp_path / home) if home else ""}
+    env = {"XDG_CACHE_HOME": xdg, "HOME": str(tmp_path / home) if home else "relative-home"}
     run = _library_in_a_fresh_process(env, cwd=work)
     built = run.communicate()[0].strip()
-    assert run.returncode == 0 and sorted(p.name for p in work.rglob("*")) == ["imix_teach", "kernels", planted.name]
+    assert run.returncode == 0 and sorted(p.name for p in work.rglob("*")) == sorted(["imix_teach", "kernels", planted.name])
     assert built == ("True" if home else "False")
     assert len(list((tmp_path / "home").rglob("bn_relu_pool-*.so"))) == (1 if home else 0)
 
