@@ -254,6 +254,15 @@ def test_the_speed_path_is_kept_to_the_measured_cases_where_it_helped(monkeypatc
         assert not on
 
 
+def test_the_measured_table_is_the_committed_benchmarks():
+    """accel.MEASURED cites results/benchmarks/accel_cases.json (benchmarks/accel_cases.py), to its two decimals."""
+    import json
+    from pathlib import Path
+
+    bench = json.loads((Path(__file__).parents[1] / "results" / "benchmarks" / "accel_cases.json").read_text())
+    assert {(r["layout"], r["size"], r["threads"]): round(r["speedup"], 2) for r in bench["rows"]} == accel.MEASURED
+
+
 def test_pretrain_trains_inside_the_speed_path(monkeypatch):
     from imix_teach import train
     from imix_teach.methods import build_method
