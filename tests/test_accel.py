@@ -234,6 +234,20 @@ def test_a_swapped_block_falls_back_to_its_layers_where_the_kernels_do_not_apply
 
 
 @needs_kernels
+def test_a_state_saved_on_the_speed_path_loads_into_the_plain_model():
+    """A checkpoint written mid-training (inside the speed path) is the plain network's, name for name."""
+    net, plain = SmallConvNet(3, 4).to(memory_format=CL), SmallConvNet(3, 4)
+    x = torch.randn(4, 3, 8, 8).contiguous(memory_format=CL)
+    with accel.swapped(net, True):
+        net(x).sum().backward()
+        state = copy.deepcopy(net.state_dict())
+        net.eval()
+    plain.load_state_dict(state)  # strict: the same keys
+    assert all(torch.equal(a, b) for a, b in zip(plain.state_dict().values(), net.state_dict().values()))
+    assert not any(m.training for m in net.modules())  # put back in the mode the network was left in
+
+
+@needs_kernels
 def test_a_layer_with_a_hook_is_not_swapped():
     net = SmallConvNet(3, 4)
     net[1].register_forward_hook(lambda *a: None)

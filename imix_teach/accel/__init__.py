@@ -82,10 +82,12 @@ def swapped(model: nn.Module, channels_last: bool) -> Iterator[bool]:
     originals = [(parent, name, getattr(parent, name)) for parent, name, _ in swaps]
     try:
         for parent, name, module in swaps:
+            module.train(getattr(parent, name).training)
             setattr(parent, name, module)
         yield bool(swaps)
     finally:
         for parent, name, module in reversed(originals):
+            module.train(getattr(parent, name).training)  # a model.eval() meanwhile reached the swap, not it
             setattr(parent, name, module)
 
 
