@@ -39,19 +39,23 @@ SimCLR head is the same as imix-teach's (Linear-BN-ReLU-Linear), but its MoCo v2
 (N+K)-way (every in-batch key is a negative too, which i-Mix needs).
 
 imix-teach's ``default`` rows are what ``pretrain`` does by default on a CPU: image batches and the
-model in the channels_last layout (``channels_last="auto"``), where the backbone's batch norm ->
-max-pool -> ReLU blocks run through the fused CPU kernels (``imix_teach/_bn_pool_relu.c``, built
-with the system's C compiler on first use; the same function to float rounding), and glibc told to
-keep freed memory for the next step (process-wide, so lightly's rounds run with it too). lightly's
-rows feed the same backbone NCHW batches, so they run PyTorch's layers, as its pipeline would.
-``--layouts default,unfused,nchw,compile`` adds rows with the fused kernels off (PyTorch's layers,
-channels_last), with ``pretrain(channels_last=False)`` (NCHW, the layout the committed regime grid
-ran in: PyTorch's layers, the same sums in another order) and with ``compile=True`` on top of the
-default, labelled as such.
+model in the channels_last layout (``channels_last="auto"``), trained inside
+``imix_teach.accel.speed_path``, which at 32 px swaps the backbone's batch norm -> ReLU -> max-pool
+blocks for the fused CPU kernels (``imix_teach/accel/bn_relu_pool.c``, built with the system's C
+compiler on first use; the same function to float rounding) and its average pool for one that keeps
+the gradient's layout, and tells glibc to keep freed memory for the next step (process-wide, so
+lightly's rounds run with it too). lightly's rows feed the same backbone (stock ``torch.nn`` layers)
+NCHW batches, so they run PyTorch's layers, as its pipeline would.
+``--layouts default,unfused,plain,nchw,compile`` adds rows with the fused kernels off (the speed path
+without its C kernels, as where no compiler is found), ``plain`` (channels_last, the network's own
+layers: no speed path at all), ``pretrain(channels_last=False)`` (NCHW, the layout the committed
+regime grid ran in, with the speed path's NCHW max-pool where it helps) and ``compile=True`` on top
+of the default, labelled as such.
 """
 from __future__ import annotations
 
 import argparse
+import contextlib
 import copy
 import json
 import os
@@ -66,10 +70,9 @@ from datetime import datetime, timezone
 import torch
 from torch import nn
 
-from imix_teach import _bn_pool_relu
+from imix_teach import accel
 from imix_teach.methods import method_settings
 from imix_teach.models import build_encoder
-from imix_teach._memory import keep_freed_memory
 from imix_teach.data import load
 from imix_teach.data.augment import ImageAugment
 from imix_teach.data.image import CIFAR_STATS
@@ -179,13 +182,16 @@ class ImixTeach:
             kwargs.update(queue_size=QUEUE, momentum=EMA)
         self.model = build_method(method, encoder, tau=TAU, **kwargs)
         self.model.train()
-        keep_freed_memory()  # what pretrain does on a CPU (process-wide: lightly's rounds get it too)
         channels_last = layout != "nchw"  # what pretrain's channels_last="auto" does on a CPU
         self.fused = layout != "unfused"
         if channels_last:
             self.model.to(memory_format=torch.channels_last)
         if "compile" in layout:
             self.model.encoder.compile()
+        # what pretrain does on a CPU (the malloc setting is process-wide: lightly's rounds get it too)
+        path = accel.speed_path(self.model, x, torch.device("cpu"), channels_last, compile="compile" in layout)
+        self.speed = contextlib.ExitStack()  # open while the benchmark runs
+        self.speed.enter_context(contextlib.nullcontext() if layout == "plain" else path)
         self.opt = sgd(self.model)
         self.options = StepOptions(Mixing(alpha=1.0 if imix else None), channels_last=channels_last)
         self.x, self.augment, self.gen = x, augment, torch.Generator().manual_seed(0)
@@ -196,17 +202,17 @@ class ImixTeach:
             self.order, self.at = torch.randperm(len(self.x), generator=self.gen), 0
         idx = self.order[self.at:self.at + BATCH]
         self.at += BATCH
-        lib = _bn_pool_relu.library()
-        _bn_pool_relu._lib = lib if self.fused else None  # "unfused": PyTorch's layers for this row only
+        lib = accel.kernel.library()
+        accel.kernel._lib = lib if self.fused else None  # "unfused": PyTorch's layers for this row only
         try:
             train_step(self.model, self.x[idx], self.augment, self.opt, self.gen, self.options)
         finally:
-            _bn_pool_relu._lib = lib
+            accel.kernel._lib = lib
 
 
 # ----------------------------------------------------------------------------- timing
-LAYOUTS = ("", "unfused", "nchw", "compile")  # imix-teach: pretrain's default (channels_last, fused kernels),
-# the same without the fused kernels, NCHW (PyTorch's layers), default + compile
+LAYOUTS = ("", "unfused", "plain", "nchw", "compile")  # imix-teach: pretrain's default (channels_last, the speed
+# path), the same without the fused kernels, channels_last without the speed path, NCHW, default + compile
 LIGHTLY = {"npair": "simclr", "moco": "moco"}  # imix-teach's method -> the lightly pipeline it is compared with
 
 
@@ -292,8 +298,8 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--methods", default="npair,moco", help="imix-teach methods: npair (vs lightly's SimCLR), moco")
     p.add_argument("--layouts", default="default", help="imix-teach settings, comma-separated: default "
-                   "(pretrain's: channels_last on a CPU, fused kernels), unfused (the same, PyTorch's layers), "
-                   "nchw (channels_last=False), compile (default + compile=True)")
+                   "(pretrain's: channels_last on a CPU, the speed path), unfused (the same, its C kernels off), "
+                   "plain (channels_last, no speed path), nchw (channels_last=False), compile (default + compile=True)")
     p.add_argument("--root", default=None, help="data root (default: $IMIX_DATA, else the cache)")
     p.add_argument("--json", default=None, help="also write the results to this JSON file")
     args = p.parse_args(argv)
@@ -306,14 +312,15 @@ def main(argv: list[str] | None = None) -> dict:
             p.error(f"argument {name}: got {values}, choose from {', '.join(v or 'default' for v in known)}")
     import lightly
 
-    tic = time.perf_counter()
+    tic, load = time.perf_counter(), os.getloadavg()  # other processes' load: 1, 5, 15 min
     rows = measure(configs(methods, layouts), x, augment, args.rounds, args.steps, args.warmup)
     meta = dict(command="python " + " ".join(shlex.quote(a) for a in [os.path.relpath(__file__)] + sys.argv[1:]),
                 date=datetime.now(timezone.utc).isoformat(timespec="seconds"), torch=torch.__version__,
                 lightly=lightly.__version__, threads=torch.get_num_threads(), cpus=os.cpu_count(),
                 platform=platform.platform(), python=platform.python_version(), data=what, batch=BATCH,
                 image_size=SIZE, rounds=args.rounds, steps_per_round=args.steps, wall_s=time.perf_counter() - tic,
-                fused_kernels=_bn_pool_relu.library() is not None)
+                fused_kernels=accel.kernel.library() is not None,
+                load_average_before=load, load_average_after=os.getloadavg())
     print(f"{what}; batch {BATCH}, {SIZE} px, {meta['threads']} thread(s), torch {meta['torch']}, lightly "
           f"{meta['lightly']}; median of {args.rounds} rounds x {args.steps} steps; {meta['wall_s']:.0f} s; fused "
           f"CPU kernels {'on' if meta['fused_kernels'] else 'UNAVAILABLE (no C compiler): PyTorch layers'}\n")

@@ -12,10 +12,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from . import _bn_pool_relu, _checks
+from . import _checks
 
 
 def imagenet_resnet(depth: int = 50) -> nn.Module:
@@ -47,82 +46,13 @@ def cifar_resnet(depth: int = 18, in_channels: int = 3) -> nn.Module:
     return net
 
 
-class _ChannelsLastMaxPool(torch.autograd.Function):
-    """max_pool2d of an NCHW CPU tensor: the forward by the channels_last kernel, the backward by the NCHW one.
-
-    The argmax indices (ih * W + iw within each image plane) do not depend on the memory layout, so
-    PyTorch's own NCHW backward kernel takes them as they are.
-    """
-
-    @staticmethod
-    def forward(ctx, x: torch.Tensor, pool: nn.MaxPool2d) -> torch.Tensor:
-        args = (pool.kernel_size, pool.stride, pool.padding, pool.dilation, pool.ceil_mode)
-        out, idx = torch.ops.aten.max_pool2d_with_indices(x.contiguous(memory_format=torch.channels_last), *args)
-        ctx.save_for_backward(x, idx.contiguous())
-        ctx.args = args
-        return out.contiguous()
-
-    @staticmethod
-    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, None]:
-        x, idx = ctx.saved_tensors
-        return torch.ops.aten.max_pool2d_with_indices_backward(grad.contiguous(), x, *ctx.args, idx), None
-
-
-class MaxPool2d(nn.MaxPool2d):
-    """``nn.MaxPool2d`` that pools NCHW CPU batches with PyTorch's channels_last kernel, about 5x faster.
-
-    Bit for bit the same: a max is exact and both kernels pick the first maximum of a window in the
-    same scan order, so the output and the argmax indices are the same, and the backward pass is
-    PyTorch's own NCHW one on those indices. Only the forward's memory layout differs; the output is NCHW.
-    """
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """(N, C, H, W) -> (N, C, H', W'), as ``nn.MaxPool2d``."""
-        if (x.device.type != "cpu" or x.dim() != 4 or self.return_indices or torch.compiler.is_compiling()
-                or x.is_contiguous(memory_format=torch.channels_last)):
-            return super().forward(x)
-        return _ChannelsLastMaxPool.apply(x, self)
-
-
-class _LayoutKeepingAvgPool(torch.autograd.Function):
-    """adaptive_avg_pool2d(x, 1) whose input gradient keeps x's channels_last layout (PyTorch's is NCHW)."""
-
-    @staticmethod
-    def forward(ctx, x: torch.Tensor) -> torch.Tensor:
-        ctx.shape = x.shape
-        return F.adaptive_avg_pool2d(x, 1)
-
-    @staticmethod
-    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
-        # PyTorch's kernel zero-fills, then adds grad / H / W: the same floats written in one pass
-        n, c, h, w = ctx.shape
-        return (grad / h / w).expand(n, c, h, w).contiguous(memory_format=torch.channels_last)
-
-
-class GlobalAvgPool(nn.AdaptiveAvgPool2d):
-    """``nn.AdaptiveAvgPool2d(1)``; on a channels_last batch its backward returns a channels_last gradient.
-
-    Same values either way. On channels_last batches (``pretrain``'s default for images) an NCHW
-    gradient would make the ReLU and batch-norm backward passes below it mix layouts, a slow path on the CPU.
-    """
-
-    def __init__(self) -> None:
-        super().__init__(1)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """(N, C, H, W) -> (N, C, 1, 1)."""
-        if x.dim() == 4 and not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last):
-            return _LayoutKeepingAvgPool.apply(x)
-        return super().forward(x)
-
-
 class SmallConvNet(nn.Sequential):
-    """conv-BN-ReLU blocks (pool between), global average pool: (N, C, H, W) -> (N, 4 * width).
+    """Three conv-BN-ReLU blocks, a 2x2 max-pool after the first two, global average pool: (N, C, H, W) -> (N, 4 * width).
 
     About 0.1 M parameters at width 32: a CPU-sized stand-in for the ResNet on 8-32 px inputs.
-    Between blocks the max-pool comes before the ReLU: the same function and the same gradients
-    (ReLU is monotone, so max(relu(x)) = relu(max(x)), and where a window's max is <= 0 both
-    orders pass no gradient), with the ReLU and its backward on a quarter of the values.
+    Stock ``torch.nn`` layers run in order by ``nn.Sequential``'s own forward: widths width,
+    2 * width, 4 * width; each pool halves the image (rounding up, so odd sizes such as 15 px keep
+    their border), and the average over the last block's positions gives one vector per image.
     """
 
     def __init__(self, in_channels: int = 3, width: int = 32, blocks: int = 3):
@@ -130,31 +60,13 @@ class SmallConvNet(nn.Sequential):
         channels = in_channels
         for b in range(blocks):
             out = width * 2 ** min(b, 2)
-            layers += [nn.Conv2d(channels, out, 3, padding=1, bias=False), nn.BatchNorm2d(out)]
+            layers += [nn.Conv2d(channels, out, 3, padding=1, bias=False), nn.BatchNorm2d(out), nn.ReLU(inplace=True)]
             if b < blocks - 1:
-                layers.append(MaxPool2d(2, ceil_mode=True))
-            layers.append(nn.ReLU(inplace=True))
+                layers.append(nn.MaxPool2d(2, ceil_mode=True))
             channels = out
-        layers += [GlobalAvgPool(), nn.Flatten()]
+        layers += [nn.AdaptiveAvgPool2d(1), nn.Flatten()]
         super().__init__(*layers)
         self.out_dim = channels
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """(N, C, H, W) -> (N, 4 * width): the layers in order.
-
-        Training on a CPU in channels_last (``pretrain``'s default there), each batch norm -> max-pool
-        -> ReLU runs as one fused kernel pair instead (:mod:`imix_teach._bn_pool_relu`: the same
-        function, to float rounding, in fewer passes over memory); everywhere else PyTorch's layers.
-        """
-        layers, i = list(self), 0
-        while i < len(layers):
-            if _bn_pool_relu.usable(layers[i:i + 3], x):
-                x = _bn_pool_relu.BNPoolReLU.apply(x, layers[i].weight, layers[i].bias, layers[i])
-                i += 3
-            else:
-                x = layers[i](x)
-                i += 1
-        return x
 
 
 class Maxout(nn.Module):

@@ -30,7 +30,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from . import _checks, _memory, distributed
+from . import _checks, accel, distributed
 from .checkpoint import Checkpoint, ResumeWarning, resume_from, training_state
 from .config import pick_device, torch_threads
 from .methods import ContrastiveMethod
@@ -152,25 +152,27 @@ def pretrain(
     with torch_threads(runtime.threads), distributed.session(pick_device(runtime.device)) as ctx:
         run = _setup(method, inputs, labels, ctx, optim, mixing, runtime, checkpoint, seed)
         local = optim.batch_size // ctx.world_size  # this rank's rows of every global batch
-        try:
-            for epoch in range(run.start_epoch, optim.epochs):
-                order, generator = _epoch_rng(seed, epoch, inputs.shape[0], ctx)
-                for b in range(run.steps):
-                    # The global batch is the same on every rank; each takes its own slice of it.
-                    start = b * optim.batch_size + ctx.rank * local
-                    idx = order[start:start + local]
-                    loss = train_step(run.model, run.data[idx], augment, run.optimizer, generator, run.options,
-                                      labels=run.labels[idx] if run.labels is not None else None,
-                                      scheduler=run.scheduler, scaler=run.scaler)
-                    run.log.step(loss, epoch, last=b == run.steps - 1)
-                run.log.end_epoch(method, run.steps)  # checks loss and weights *before* saving them
-                if run.ckpt is not None and ctx.is_main:
-                    run.ckpt.save(training_state(method, run.optimizer, run.scaler, epoch + 1, run.history,
-                                                 run.identity))
-                if callback is not None:
-                    callback(epoch, run.history)
-        finally:
-            run.log.close()
+        # the CPU speed path (fused kernels, layout-keeping pools) where it measurably helps; off elsewhere
+        with accel.speed_path(method, inputs, ctx.device, run.options.channels_last, runtime.compile):
+            try:
+                for epoch in range(run.start_epoch, optim.epochs):
+                    order, generator = _epoch_rng(seed, epoch, inputs.shape[0], ctx)
+                    for b in range(run.steps):
+                        # The global batch is the same on every rank; each takes its own slice of it.
+                        start = b * optim.batch_size + ctx.rank * local
+                        idx = order[start:start + local]
+                        loss = train_step(run.model, run.data[idx], augment, run.optimizer, generator, run.options,
+                                          labels=run.labels[idx] if run.labels is not None else None,
+                                          scheduler=run.scheduler, scaler=run.scaler)
+                        run.log.step(loss, epoch, last=b == run.steps - 1)
+                    run.log.end_epoch(method, run.steps)  # checks loss and weights *before* saving them
+                    if run.ckpt is not None and ctx.is_main:
+                        run.ckpt.save(training_state(method, run.optimizer, run.scaler, epoch + 1, run.history,
+                                                     run.identity))
+                    if callback is not None:
+                        callback(epoch, run.history)
+            finally:
+                run.log.close()
     return run.history
 
 
@@ -249,8 +251,6 @@ def _prepare(method: ContrastiveMethod, inputs: torch.Tensor, ctx: distributed.C
              runtime: Runtime) -> tuple[nn.Module, torch.optim.Optimizer, torch.amp.GradScaler, StepOptions]:
     """Device, memory layout, compile, SyncBN + DDP, the optimiser and the fp16 scaler."""
     method.to(ctx.device)
-    if ctx.device.type == "cpu":
-        _memory.keep_freed_memory()
     # "auto": image batches (N, C, H, W) train channels_last on CUDA and on CPUs, where oneDNN's NHWC kernels
     # run the small ConvNet's step 1.15-1.25x faster (benchmarks/vs_lightly.py); the floats are summed in
     # another order, so numbers differ from the NCHW layout in the last bits (channels_last=False keeps it).

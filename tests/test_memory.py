@@ -1,11 +1,12 @@
-"""pretrain keeps freed CPU memory for the next step (glibc): activations are not page-faulted in every step."""
+"""pretrain (through imix_teach.accel.speed_path) keeps freed CPU memory for the next step (glibc): activations are not page-faulted in every step."""
 import resource
 import sys
 
 import pytest
 import torch
 
-from imix_teach import _memory, train
+from imix_teach import train
+from imix_teach.accel import memory as _memory
 from imix_teach.data.augment import ImageAugment
 from imix_teach.methods import build_method
 from imix_teach.models import SmallConvNet

@@ -1,19 +1,22 @@
-"""The CPU fast paths compute exactly what the plain code computed: same tensors, bit for bit.
+"""The CPU fast paths (imix_teach.accel) compute exactly what the plain model computes: same tensors, bit for bit.
 
 The regime grid (notebooks 07 and 08 rerun its cells) promises that a one-thread rerun on the grid's
 machine gives its numbers to the last digit, so a speed-up of its path (NCHW) must not move a single bit.
 pretrain's default on a CPU is channels_last: the same sums in another order, checked to float tolerance.
 """
+import contextlib
 import copy
 
 import pytest
 import torch
 from torch import nn
 
-from imix_teach import _bn_pool_relu
+from imix_teach import accel
+from imix_teach.accel import kernel
+from imix_teach.accel.pools import LayoutKeepingAvgPool, NCHWMaxPool
 from imix_teach.data.augment import ImageAugment, color_jitter, hue_shift
 from imix_teach.methods import build_method
-from imix_teach.models import GlobalAvgPool, MaxPool2d, SmallConvNet
+from imix_teach.models import SmallConvNet
 from imix_teach.reproduce import regime
 from imix_teach.train import StepOptions, pretrain, train_step
 from imix_teach.train import Mixing, Optim, Runtime
@@ -22,19 +25,6 @@ from imix_teach.train import Mixing, Optim, Runtime
 def same_bits(a: torch.Tensor, b: torch.Tensor) -> bool:
     """Equal bit for bit: -0.0 differs from 0.0 and a NaN equals the same NaN (torch.equal says otherwise)."""
     return a.dtype == b.dtype and a.shape == b.shape and torch.equal(a.view(torch.int32), b.view(torch.int32))
-
-
-def _plain_pools(module: nn.Module) -> nn.Module:
-    """A copy of ``module`` with the fast MaxPool2d and GlobalAvgPool swapped for torch's own modules."""
-    twin = copy.deepcopy(module)
-    for parent in twin.modules():
-        for name, child in parent.named_children():
-            if isinstance(child, MaxPool2d):
-                setattr(parent, name, nn.MaxPool2d(child.kernel_size, child.stride, child.padding, child.dilation,
-                                                   ceil_mode=child.ceil_mode))
-            elif isinstance(child, GlobalAvgPool):
-                setattr(parent, name, nn.AdaptiveAvgPool2d(1))
-    return twin
 
 
 @pytest.mark.parametrize("shape, kernel, stride, ceil", [
@@ -48,7 +38,8 @@ def test_maxpool_matches_torch_bit_for_bit_with_ties(shape, kernel, stride, ceil
     x.view(-1)[:6] = torch.tensor([-0.0, 0.0, float("-inf"), float("nan"), float("inf"), -0.0])
     x.requires_grad_()
     y = x.detach().clone().requires_grad_()
-    fast, plain = MaxPool2d(kernel, stride, ceil_mode=ceil), nn.MaxPool2d(kernel, stride, ceil_mode=ceil)
+    plain = nn.MaxPool2d(kernel, stride, ceil_mode=ceil)
+    fast = NCHWMaxPool.like(plain)
     out_fast, out_plain = fast(x), plain(y)
     assert out_fast.is_contiguous() and same_bits(out_fast, out_plain)
     grad = torch.randn(out_plain.shape, generator=g)
@@ -60,38 +51,28 @@ def test_maxpool_matches_torch_bit_for_bit_with_ties(shape, kernel, stride, ceil
 
 def test_maxpool_fast_path_is_the_one_taken_on_cpu():
     x = torch.randn(2, 3, 8, 8, requires_grad=True)
-    assert type(MaxPool2d(2)(x).grad_fn).__name__ == "_ChannelsLastMaxPoolBackward"
-    assert type(SmallConvNet(3, 4)[2]) is MaxPool2d
+    assert type(NCHWMaxPool(2)(x).grad_fn).__name__ == "_ChannelsLastMaxPoolBackward"
 
 
-@pytest.mark.parametrize("size, channels_last", [(16, False), (15, False), (16, True), (15, True)])
-def test_pool_before_relu_is_the_same_network_bit_for_bit(size, channels_last, monkeypatch):
-    """SmallConvNet pools before its ReLUs: outputs and every gradient equal conv-BN-ReLU-pool's, bit for bit.
-
-    (PyTorch's layers: the fused channels_last kernels, to float tolerance, are test_bn_pool_relu.py's.)"""
-    monkeypatch.setattr(_bn_pool_relu, "_lib", None)
-    torch.manual_seed(0)
+def test_the_small_convnet_is_stock_torch_layers_in_the_notebooks_order():
+    """Three conv-BN-ReLU blocks, a max-pool after the first two, nn.Sequential's own forward; the
+    state_dict names of the committed checkpoints (and the parameters in the order they were drawn)."""
     net = SmallConvNet(3, 8)
-    layers = list(net)
-    assert [type(m).__name__ for m in layers[:4]] == ["Conv2d", "BatchNorm2d", "MaxPool2d", "ReLU"]
-    usual = nn.Sequential(*layers[:2], layers[3], layers[2], *layers[4:6], layers[7], layers[6], *layers[8:])
-    x = torch.randn(6, 3, size, size, generator=torch.Generator().manual_seed(1))
-    if channels_last:
-        x = x.contiguous(memory_format=torch.channels_last)
-    grads = []
-    for model in (net, usual):
-        model.zero_grad()
-        out = model(x)
-        out.backward(torch.randn(out.shape, generator=torch.Generator().manual_seed(2)))
-        grads.append([out.detach().clone()] + [p.grad.clone() for p in model.parameters()])
-    assert all(same_bits(a, b) for a, b in zip(*grads))
+    assert type(net).forward is nn.Sequential.forward
+    assert all(type(m).__module__.startswith("torch.nn.modules") for m in net)
+    assert [type(m).__name__ for m in net] == ["Conv2d", "BatchNorm2d", "ReLU", "MaxPool2d"] * 2 + [
+        "Conv2d", "BatchNorm2d", "ReLU", "AdaptiveAvgPool2d", "Flatten"]
+    bn = ["weight", "bias", "running_mean", "running_var", "num_batches_tracked"]
+    assert list(net.state_dict()) == ["0.weight", *(f"1.{k}" for k in bn), "4.weight", *(f"5.{k}" for k in bn),
+                                      "8.weight", *(f"9.{k}" for k in bn)]
+    assert net(torch.randn(2, 3, 15, 15)).shape == (2, 32)  # odd sizes: the pools round up
 
 
 def test_global_avg_pool_keeps_a_channels_last_gradient_with_the_same_values():
     x = torch.randn(3, 5, 4, 4).contiguous(memory_format=torch.channels_last).requires_grad_()
     grads = {}
     outs = {}
-    for name, pool in (("fast", GlobalAvgPool()), ("plain", nn.AdaptiveAvgPool2d(1))):
+    for name, pool in (("fast", LayoutKeepingAvgPool()), ("plain", nn.AdaptiveAvgPool2d(1))):
         hidden = x * 1.0  # what reaches the pool in a network: an intermediate, whose gradient the engine passes on as is
         hidden.register_hook(lambda g, name=name: grads.__setitem__(name, g))
         outs[name] = pool(hidden)
@@ -104,15 +85,16 @@ def test_global_avg_pool_keeps_a_channels_last_gradient_with_the_same_values():
 
 @pytest.mark.parametrize("method, alpha, channels_last", [("npair", None, False), ("npair", 1.0, False),
                                                           ("moco", 1.0, False), ("npair", 1.0, True)])
-def test_training_steps_are_bit_identical_to_torch_pools(method, alpha, channels_last, monkeypatch):
-    """Three train_steps (augmentation, i-Mix, backward, SGD, EMA) give the same weights either way,
-    in NCHW and in channels_last (PyTorch's layers there: the fused kernels are test_bn_pool_relu.py's)."""
-    monkeypatch.setattr(_bn_pool_relu, "_lib", None)
+def test_training_steps_are_bit_identical_on_the_speed_path(method, alpha, channels_last, monkeypatch):
+    """Three train_steps (augmentation, i-Mix, backward, SGD, EMA) give the same weights inside
+    accel.swapped as with the plain model, in NCHW (the fast max-pool) and in channels_last (the
+    layout-keeping average pool; the fused blocks with the kernels off run their layers: the kernels
+    themselves, to float tolerance, are test_accel.py's)."""
+    monkeypatch.setattr(kernel, "_lib", None)
     torch.manual_seed(0)
     extra = dict(queue_size=64) if method == "moco" else {}
-    fast = build_method(method, SmallConvNet(3, 8), proj_hidden=32, proj_dim=16, **extra)
-    plain = _plain_pools(fast)
-    assert not any(isinstance(m, (MaxPool2d, GlobalAvgPool)) for m in plain.modules())
+    plain = build_method(method, SmallConvNet(3, 8), proj_hidden=32, proj_dim=16, **extra)
+    fast = copy.deepcopy(plain)
     if channels_last:
         fast.to(memory_format=torch.channels_last)
         plain.to(memory_format=torch.channels_last)
@@ -122,7 +104,9 @@ def test_training_steps_are_bit_identical_to_torch_pools(method, alpha, channels
         opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, weight_decay=1e-4)
         gen = torch.Generator().manual_seed(2)
         options = StepOptions(Mixing(alpha=alpha), channels_last=channels_last)
-        model.losses = [train_step(model, x, aug, opt, gen, options) for _ in range(3)]
+        with accel.swapped(model, channels_last) if model is fast else contextlib.nullcontext():
+            assert model is plain or any(type(m).__module__.startswith("imix_teach.accel") for m in model.modules())
+            model.losses = [train_step(model, x, aug, opt, gen, options) for _ in range(3)]
     assert same_bits(torch.stack(fast.losses), torch.stack(plain.losses))
     for (name, a), b in zip(fast.state_dict().items(), plain.state_dict().values()):
         assert torch.equal(a, b) and (not a.is_floating_point() or same_bits(a.float(), b.float())), name
@@ -180,10 +164,10 @@ def test_pretrain_trains_image_batches_channels_last_on_a_cpu_by_default(channel
 @pytest.mark.parametrize("fused", [True, False])
 def test_channels_last_computes_the_nchw_step_to_float_tolerance(fused, monkeypatch):
     """The default CPU layout changes only the order of sums: three steps agree with NCHW to ~1e-5,
-    with the fused batch norm -> max-pool -> ReLU kernels (pretrain's default) and with PyTorch's layers."""
-    if fused and _bn_pool_relu.library() is None:
+    with the fused batch norm -> ReLU -> max-pool kernels (the speed path) and with PyTorch's layers."""
+    if fused and kernel.library() is None:
         pytest.skip("no C compiler here: the fused kernels are off")
-    monkeypatch.setattr(_bn_pool_relu, "_lib", _bn_pool_relu.library() if fused else None)
+    monkeypatch.setattr(kernel, "_lib", kernel.library() if fused else None)
     torch.manual_seed(0)
     nchw = build_method("npair", SmallConvNet(3, width=8), proj_hidden=16, proj_dim=8)
     nhwc = copy.deepcopy(nchw).to(memory_format=torch.channels_last)
@@ -192,9 +176,10 @@ def test_channels_last_computes_the_nchw_step_to_float_tolerance(fused, monkeypa
     for model, cl in ((nchw, False), (nhwc, True)):
         opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, weight_decay=1e-4)
         gen = torch.Generator().manual_seed(2)
-        model.losses = torch.stack([train_step(model, x, aug, opt, gen,
-                                               StepOptions(Mixing(alpha=1.0), channels_last=cl))
-                                    for _ in range(3)])
+        with accel.swapped(model, cl):
+            model.losses = torch.stack([train_step(model, x, aug, opt, gen,
+                                                   StepOptions(Mixing(alpha=1.0), channels_last=cl))
+                                        for _ in range(3)])
     torch.testing.assert_close(nhwc.losses, nchw.losses, rtol=1e-5, atol=1e-5)
     for (name, a), b in zip(nhwc.state_dict().items(), nchw.state_dict().values()):
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5, msg=name)

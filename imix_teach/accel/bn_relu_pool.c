@@ -1,14 +1,16 @@
-/* Batch norm (training) -> 2x2 max-pool (stride 2) -> ReLU, forward and backward, fused, on the CPU.
+/* Batch norm (training) -> ReLU -> 2x2 max-pool (stride 2), forward and backward, fused, on the CPU.
 
    float32 in the channels_last layout: x[n][h][w][c], the output o[n][h/2][w/2][c]. PyTorch runs
    these as three kernels, each a full pass over memory: the batch norm writes its whole output, the
-   max-pool reads it back and writes int64 indices, its backward zero-fills a full-size gradient
+   ReLU and the max-pool read it back, the pool writes int64 indices, its backward zero-fills a full-size gradient
    before it scatters into it. Here the forward reads x twice (statistics, then normalise + pool +
    ReLU in one pass) and writes two quarters (the output, and each window's x at its maximum); the
-   backward reads those quarters, then x once, and writes dx once. The arithmetic is PyTorch's (same
+   backward reads those quarters, then x once, and writes dx once. The pool is taken before the ReLU
+   (relu(max(y)) = max(relu(y)): ReLU is monotone, so the ReLU runs on a quarter of the values). The arithmetic is PyTorch's (same
    formulas, first maximum of a window in the same scan order, no FMA contraction: build with
    -ffp-contract=off, and -fno-trapping-math so that the selects vectorise); the statistics are
-   summed in double.
+   summed in double. Where the output is NaN the gradient passes, as PyTorch's ReLU backward passes
+   it wherever its output is not <= 0.
    Each function works on the images [n0, n1) (its first two arguments), so that threads can share a batch. */
 #include <stdint.h>
 
@@ -39,7 +41,7 @@ static void forward_window(const float *restrict p0, const float *restrict p1, c
         float best = v0 * a + b, xq = v0, y1 = v1 * a + b, y2 = v2 * a + b, y3 = v3 * a + b;
         float q = 0.0f;
         SCAN(y1, v1, 1.0f) SCAN(y2, v2, 2.0f) SCAN(y3, v3, 3.0f)
-        o[c] = best < 0.0f ? 0.0f : best;  /* ReLU; a NaN stays NaN */
+        o[c] = best <= 0.0f ? 0.0f : best;  /* ReLU; a NaN stays NaN */
         xsel[c] = xq;
     }
 }
@@ -58,13 +60,13 @@ void bnp_forward(int64_t n0, int64_t n1, const float *x, int64_t H, int64_t W, i
 }
 
 /* The batch norm's two gradient sums, from the pooled quarter only (the gradient is zero elsewhere):
-   sum_dy[c] += sum of g where o > 0, dot[c] += sum of g * (xsel - mean) there. */
+   sum_dy[c] += sum of g where o is not <= 0 (> 0 or NaN), dot[c] += sum of g * (xsel - mean) there. */
 void bnp_backward_sums(int64_t n0, int64_t n1, const float *g, const float *o, const float *xsel, int64_t ohw,
                        int64_t C, const float *mean, double *sum_dy, double *dot) {
     for (int64_t i = n0 * ohw; i < n1 * ohw; i++) {
         const float *gi = g + i * C, *oi = o + i * C, *xi = xsel + i * C;
         for (int64_t c = 0; c < C; c++) {
-            float dy = oi[c] > 0.0f ? gi[c] : 0.0f;
+            float dy = oi[c] <= 0.0f ? 0.0f : gi[c];
             sum_dy[c] += dy;
             dot[c] += (double)dy * (double)(xi[c] - mean[c]);
         }
@@ -83,7 +85,7 @@ static void backward_window(const float *restrict g, const float *restrict o, co
         float best = v0 * a + b, xq = v0, y1 = v1 * a + b, y2 = v2 * a + b, y3 = v3 * a + b;
         float q = 0.0f;
         SCAN(y1, v1, 1.0f) SCAN(y2, v2, 2.0f) SCAN(y3, v3, 3.0f)
-        float gc = g[c], dy = o[c] > 0.0f ? gc : 0.0f;  /* the ReLU's backward */
+        float gc = g[c], dy = o[c] <= 0.0f ? 0.0f : gc;  /* the ReLU's backward: zero where its output is <= 0 */
         d0[c] = ((q == 0.0f ? dy : 0.0f) - (v0 - m) * k - gm) * a;
         d1[c] = ((q == 1.0f ? dy : 0.0f) - (v1 - m) * k - gm) * a;
         d2[c] = ((q == 2.0f ? dy : 0.0f) - (v2 - m) * k - gm) * a;
@@ -92,7 +94,7 @@ static void backward_window(const float *restrict g, const float *restrict o, co
 }
 
 /* dx = (dy - (x - mean) * kk - grad_mean) * scale, PyTorch's batch-norm backward (scale = invstd *
-   weight), where dy is the pooled gradient (where o > 0) at each window's maximum and 0 at its
+   weight), where dy is the pooled gradient (where o is not <= 0) at each window's maximum and 0 at its
    other three positions. */
 void bnp_backward_dx(int64_t n0, int64_t n1, const float *g, const float *o, const float *x, int64_t H, int64_t W,
                      int64_t C, const float *scale, const float *shift, const float *mean, const float *kk,
