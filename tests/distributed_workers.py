@@ -29,14 +29,21 @@ def free_port() -> int:
 
 
 def spawn(worker, out: Path, *args) -> None:
-    """Run ``worker(rank, out, *args)`` in 2 processes joined like torchrun joins them."""
-    port = free_port()
-    torch.multiprocessing.spawn(_entry, args=(port, worker, str(out), *args), nprocs=WORLD, join=True)
+    """Run ``worker(rank, out, *args)`` in 2 processes joined like torchrun joins them.
+
+    Two ports: a worker that joins a second group (``all_workers``) rendezvous on the second one. On the
+    first port, a rank that left the first group early could read rank 0's old store, still up, and
+    gloo would dial a pair that is gone ("connectFullMesh failed ... Connect timeout", seen in CI).
+    """
+    ports = [free_port()]
+    while len(ports) < 2:
+        ports += [p for p in [free_port()] if p not in ports]
+    torch.multiprocessing.spawn(_entry, args=(ports, worker, str(out), *args), nprocs=WORLD, join=True)
 
 
-def _entry(rank: int, port: int, worker, out: str, *args) -> None:
+def _entry(rank: int, ports: list[int], worker, out: str, *args) -> None:
     os.environ.update(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE=str(WORLD), MASTER_ADDR="127.0.0.1",
-                      MASTER_PORT=str(port), OMP_NUM_THREADS="1")
+                      MASTER_PORT=str(ports[0]), SECOND_PORT=str(ports[1]), OMP_NUM_THREADS="1")
     torch.set_num_threads(1)
     try:
         worker(rank, Path(out), *args)
@@ -201,6 +208,7 @@ def all_workers(rank: int, out: Path, names: list[str]) -> None:
     for every check; each ``pretrain`` inside uses it (a ``pretrain`` alone would join and leave its own).
     """
     alone_worker(rank, out)
+    os.environ["MASTER_PORT"] = os.environ["SECOND_PORT"]  # a fresh rendezvous (see spawn)
     with distributed.session(torch.device("cpu")):
         training_worker(rank, out, names)
         resume_worker(rank, out)
