@@ -44,12 +44,14 @@ NUMBER = re.compile(r"[+−-]?\d+\.\d(?: ± \d+\.\d)?")  # a number as the grids
 
 
 def quoting_texts(marker: str) -> list[tuple[str, str]]:
-    """(where, text) of each README block and notebook markdown cell carrying ``marker``: the texts
-    that quote a committed grid (a README block ends at the next HTML comment)."""
+    """(where, text) of each README or docs/ block and notebook markdown cell carrying ``marker``: the
+    texts that quote a committed grid (a block of a page ends at the next HTML comment)."""
     import nbformat
 
-    readme = (ROOT / "README.md").read_text()
-    texts = [("README.md", block.split("<!--", 1)[0]) for block in readme.split(marker)[1:]]
+    texts = []
+    for path in [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]:
+        name = str(path.relative_to(ROOT))
+        texts += [(name, block.split("<!--", 1)[0]) for block in path.read_text().split(marker)[1:]]
     for path in sorted((ROOT / "notebooks").glob("*.ipynb")):
         for k, cell in enumerate(nbformat.read(path, as_version=4).cells):
             if cell.cell_type == "markdown" and marker in cell.source:

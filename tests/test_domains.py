@@ -12,7 +12,8 @@ from helpers import NUMBER, quoting_texts
 from imix_teach import cli
 from imix_teach import reproduce as rp
 from imix_teach.reproduce import domains
-from imix_teach.reproduce.domains_report import COLUMNS, FLOOR_COLUMNS, gain_table, load_rows, quotable, summary_rows
+from imix_teach.reproduce.domains_report import (COLUMNS, FLOOR_COLUMNS, PAPER, findings, gain_table, load_rows, quotable,
+                                                 size_trend, summary_rows)
 from imix_teach.reproduce.regime_report import packaged
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -76,6 +77,22 @@ def test_the_table_gives_mean_std_gain_wins_and_floor():
     assert "| none | 100 | 4 | moco | 42.0 ± 2.0 | 44.0 ± 2.6 | +2.0 ± 1.7 | 3/3 | – |  |  | 31.0 ± 1.0 |" in table
 
 
+def test_the_size_trend_compares_the_gain_at_the_smallest_and_largest_size():
+    # (size, baseline per seed, i-Mix per seed): gains +3 ± 0 at 100, +1 ± 0 at 300, and +0.5 ± 2.1 at 900
+    series = [(100, (40, 42), (43, 45)), (300, (50, 52), (51, 53)), (900, (60, 62), (62, 61))]
+    recs = [_record("covtype", "none", size, "moco", v, s, a / 100, 0.5)
+            for size, base, mixed in series for v, accs in (("baseline", base), ("imix", mixed))
+            for s, a in enumerate(accs)]
+    rows, _ = summary_rows(recs)
+    # smallest (+3 ± 0) against largest (+0.5 ± 2.1): larger with less data, 2.5 apart > 0 + 2.1
+    assert size_trend(rows, "covtype", "linear") == {"less data, more gain": [("none", "moco")],
+                                                     "less data, less gain": [], "beyond": [("none", "moco")]}
+    one_size, _ = summary_rows([r for r in recs if r["size"] == 100])
+    assert size_trend(one_size, "covtype", "linear") == {"less data, more gain": [], "less data, less gain": [],
+                                                         "beyond": []}
+    assert any("larger with less data in 1 of 1" in s and "spreads in 1." in s for s in findings(rows))
+
+
 @pytest.mark.slow
 def test_a_few_runs_of_the_quick_grid_run_resume_and_report(tmp_path):
     g = domains.grid(quick=True)
@@ -125,9 +142,10 @@ MARKER = "<!-- numbers: results/domains/summary.csv -->"
 @NEEDS_RESULTS
 def test_every_number_quoted_from_the_grid_is_in_the_summary():
     rows, floors = load_rows(COMMITTED)
-    allowed = quotable(rows, floors)
+    allowed = quotable(rows, floors) | set(NUMBER.findall(" ".join(PAPER.values())))  # and the paper's own numbers
     texts = quoting_texts(MARKER)
-    assert any(name.startswith("06") for name, _ in texts) and any(name == "README.md" for name, _ in texts)
+    assert {"README.md", "docs/results.md"} <= {name for name, _ in texts}
+    assert any(name.startswith("06") for name, _ in texts)
     for name, text in texts:
         for number in NUMBER.findall(text.replace("$", "")):
             assert number.replace("−", "-") in allowed, f"{name} quotes {number!r}, which summary.csv does not give"

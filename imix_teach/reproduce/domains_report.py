@@ -107,8 +107,40 @@ def tally(rows: Sequence[dict[str, Any]], dataset: str, probe: str, variant: str
     return out
 
 
+def size_trend(rows: Sequence[dict[str, Any]], dataset: str, probe: str) -> dict[str, list[tuple]]:
+    """The paper's Fig. 2 direction, per (augmentation, method) series of one dataset: is i-Mix's gain at
+    the smallest pretext size larger than at the largest ("less data, more gain") or smaller, and is the
+    difference beyond the two gains' spreads ("… beyond")? Series with one size are left out."""
+    by_series: dict[tuple, dict[int, dict]] = defaultdict(dict)
+    for key, by in cells(rows, probe, CELL).items():
+        g = gain(by, "imix")
+        if key[0] == dataset and g is not None:
+            by_series[key[1], key[4]][key[2]] = g
+    out: dict[str, list[tuple]] = {"less data, more gain": [], "less data, less gain": [], "beyond": []}
+    for series, by_size in by_series.items():
+        if len(by_size) > 1:
+            small, large = by_size[min(by_size)], by_size[max(by_size)]
+            difference = small["gain"] - large["gain"]
+            out["less data, more gain" if difference > 0 else "less data, less gain"].append(series)
+            if abs(difference) > small["spread"] + large["spread"]:
+                out["beyond"].append(series)
+    return out
+
+
+def _trend_sentence(rows: Sequence[dict[str, Any]], dataset: str, probe: str) -> str | None:
+    t = size_trend(rows, dataset, probe)
+    n = len(t["less data, more gain"]) + len(t["less data, less gain"])
+    if not n:
+        return None
+    return (f"{DATASET_NAMES.get(dataset, dataset)}, i-Mix ({PROBE_NAMES[probe]}), smallest against largest pretext "
+            f"size: the gain is larger with less data in {len(t['less data, more gain'])} of {n} (augmentation, "
+            f"method) series, smaller in {len(t['less data, less gain'])}; the difference is beyond the two gains' "
+            f"spreads in {len(t['beyond'])}.")
+
+
 def findings(rows: Sequence[dict[str, Any]]) -> list[str]:
-    """One sentence per (dataset, method, variant) on the main probe, counted from the rows themselves."""
+    """One sentence per (dataset, method, variant) on the main probe, and one per dataset on the pretext
+    data size (:func:`size_trend`), counted from the rows themselves."""
     out = []
     for dataset in ordered(r["dataset"] for r in rows):
         probe = next(r["probe"] for r in rows if r["dataset"] == dataset)
@@ -120,6 +152,7 @@ def findings(rows: Sequence[dict[str, Any]]) -> list[str]:
                     out.append(f"{DATASET_NAMES.get(dataset, dataset)}, {method}, {VARIANT_NAMES[variant]} "
                                f"({PROBE_NAMES[probe]}): ahead beyond the spread in {len(t['ahead'])} of {n} cells, "
                                f"behind beyond it in {len(t['behind'])}, within it in {len(t['within'])}.")
+        out += [sentence for sentence in [_trend_sentence(rows, dataset, probe)] if sentence]
     return out
 
 

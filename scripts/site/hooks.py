@@ -33,7 +33,8 @@ BUILD = ROOT / "build" / "site-src"  # the notebooks' display copies, under note
 WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
 WIDGET_NOTE = "*An interactive widget is here: open the notebook in Jupyter or Colab to use it.*"
 BADGE = re.compile(r"\[!\[Open In Colab\]\([^)]*\)\]\([^)]*\)\s*")
-RESULT_FIGURES = ("results/cpu/results.png", "results/regime/regime_epochs.png", "results/regime/regime_data.png")
+RESULT_FIGURES = ("results/cpu/results.png", "results/regime/regime_epochs.png", "results/regime/regime_data.png",
+                  *(f"results/domains/domains_{name}.png" for name in ("fsdd", "covtype", "higgs")))
 REGIME = ROOT / "results" / "regime"
 
 
