@@ -2,6 +2,7 @@
 
     python benchmarks/notebook_profile.py --out results/benchmarks/notebook_profile.json          # all, full mode
     python benchmarks/notebook_profile.py --notebooks 03 06 --quick --out /tmp/profile.json      # a smoke run
+    python benchmarks/notebook_profile.py --out results/benchmarks/notebook_profile.json --save notebooks  # and keep the outputs
 
 Each notebook runs headless (nbclient) on a copy in a temporary folder, as a student's Run All would, with
 one cell put before its first: it wraps the library's entry points of each kind of work (``train.pretrain``;
@@ -9,8 +10,9 @@ the probes ``linear_probe``, ``knn_accuracy``, ``least_squares_accuracy``; ``ext
 ``data.load``) wherever a module of the package holds them, and times each call *exclusively* (a probe
 inside a pretraining call's evaluation counts as probe time, not twice). One cell put after the last prints
 the totals. "rest" is the notebook's wall time minus the four: plotting, widgets, the kernel's start,
-teaching cells. The submitted notebooks are never modified. Timings are wall seconds on this machine:
-compare notebooks within one run.
+teaching cells. The notebooks are modified only with ``--save DIR``, which writes each executed notebook
+there without the two added cells (``--save notebooks``: the course's committed outputs come from the
+profiled run). Timings are wall seconds on this machine: compare notebooks within one run.
 """
 from __future__ import annotations
 
@@ -68,8 +70,9 @@ for _kind, _names in KINDS.items():
 '''
 
 
-def profile_notebook(path: Path, *, quick: bool, timeout: int = 3600) -> dict:
-    """Run one notebook headless (full mode unless ``quick``) and return its seconds per kind of work."""
+def profile_notebook(path: Path, *, quick: bool, timeout: int = 3600, save: Path | None = None) -> dict:
+    """Run one notebook headless (full mode unless ``quick``) and return its seconds per kind of work;
+    ``save``: a folder to write the executed notebook to, as a student's Run All leaves it."""
     import nbclient
     import nbformat
 
@@ -92,8 +95,25 @@ def profile_notebook(path: Path, *, quick: bool, timeout: int = 3600) -> dict:
             os.environ.update(old)
     text = "".join(o.get("text", "") for o in nb.cells[-1].outputs if o.get("output_type") == "stream")
     seconds = json.loads(text.split(MARK, 1)[1])
+    if save is not None:
+        _save(nb, save / path.name)
     return dict(notebook=path.name, wall_s=round(wall, 1), **{k: round(v, 1) for k, v in seconds.items()},
                 rest=round(wall - sum(seconds.values()), 1))
+
+
+def _save(nb, out: Path) -> None:
+    """The executed notebook without the two profiling cells, its code cells counted from 1."""
+    import nbformat
+
+    nb.cells = nb.cells[1:-1]
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    for number, cell in enumerate((c for c in code if c.get("execution_count") is not None), start=1):
+        cell.execution_count = number
+        for output in cell.outputs:
+            if "execution_count" in output:
+                output.execution_count = number
+    out.parent.mkdir(parents=True, exist_ok=True)
+    nbformat.write(nb, out)
 
 
 def table(rows: list[dict]) -> str:
@@ -111,6 +131,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--notebooks", nargs="*", default=None, help="two-digit prefixes (default: all)")
     ap.add_argument("--quick", action="store_true", help="quick mode (IMIX_QUICK=1): a smoke run of the tool")
     ap.add_argument("--out", type=Path, required=True, help="JSON file to write")
+    ap.add_argument("--save", type=Path, default=None, help="folder to write the executed notebooks to")
     args = ap.parse_args(argv)
     paths = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
     if args.notebooks:
@@ -119,7 +140,7 @@ def main(argv: list[str] | None = None) -> None:
             ap.error(f"argument --notebooks: no notebook starts with {args.notebooks}")
     rows = []
     for path in paths:
-        rows.append(profile_notebook(path, quick=args.quick))
+        rows.append(profile_notebook(path, quick=args.quick, save=args.save))
         print(rows[-1], flush=True)
         _write(args.out, rows, args)  # after each notebook: a stopped run keeps what it measured
     print(table(rows))

@@ -22,14 +22,25 @@ def test_the_wrappers_time_nested_calls_once():
         import imix_teach.engine as engine
         assert engine.evaluate_encoder.__module__ == "imix_teach.evaluate"
         assert ev.knn_accuracy is not saved[1] and ev.knn_accuracy.__wrapped__ is saved[1]
-        # a pretrain that calls a probe: each second is counted once, in the innermost kind
-        import time
+        # a pretrain that calls a probe: each second is counted once, in the innermost kind. A fake clock
+        # (the wrappers read ``time.perf_counter`` from their module's globals): no wall-clock threshold.
+        class Clock:
+            now = 0.0
+
+            def perf_counter(self):
+                return self.now
+
+            def sleep(self, seconds):
+                self.now += seconds
+
+        clock = ns["time"] = Clock()
 
         def fake_pretrain():
-            time.sleep(0.05)
-            ns["_timed"]("probes", lambda: time.sleep(0.1))()
+            clock.sleep(0.05)
+            ns["_timed"]("probes", lambda: clock.sleep(0.1))()
+            clock.sleep(0.02)
         ns["_timed"]("pretraining", fake_pretrain)()
-        assert 0.04 < ns["_PROFILE"]["pretraining"] < 0.09 and 0.09 < ns["_PROFILE"]["probes"] < 0.2
+        assert ns["_PROFILE"]["pretraining"] == pytest.approx(0.07) and ns["_PROFILE"]["probes"] == pytest.approx(0.1)
     finally:
         for m in list(sys.modules.values()):  # undo the wrapping in every module that took it
             for orig in saved:
@@ -40,7 +51,15 @@ def test_the_wrappers_time_nested_calls_once():
 
 @pytest.mark.slow
 def test_a_quick_profile_of_one_notebook(tmp_path):
-    row = npf.profile_notebook(ROOT / "notebooks" / "02_virtual_labels.ipynb", quick=True)
+    import nbformat
+
+    path = ROOT / "notebooks" / "02_virtual_labels.ipynb"
+    row = npf.profile_notebook(path, quick=True, save=tmp_path)
+    saved, submitted = (nbformat.read(p, as_version=4) for p in (tmp_path / path.name, path))
+    # the executed copy: the notebook's own cells, run in order from 1, without the profiling cells
+    assert [c.source for c in saved.cells] == [c.source for c in submitted.cells]
+    counts = [c.execution_count for c in saved.cells if c.cell_type == "code"]
+    assert counts == list(range(1, len(counts) + 1))
     kinds = [row[k] for k in npf.KINDS]
     assert row["notebook"] == "02_virtual_labels.ipynb" and all(v >= 0 for v in kinds)
     assert row["rest"] == pytest.approx(row["wall_s"] - sum(kinds), abs=0.2) and row["rest"] > 0
