@@ -107,7 +107,7 @@ def speed_row(sizes: parts.Sizes, device: torch.device, train: DomainData, metho
               alpha: float | None) -> dict[str, Any]:
     """One row: an untimed epoch, then a timed one, of ``speed_steps`` steps through the engine."""
     cfg = parts.config(sizes, device, train, None, method, alpha, 2).replace(
-        runtime=Runtime(device=str(device), progress=False, **SETTINGS[setting]))
+        runtime=Runtime(device=str(device), progress=False, threads=sizes.threads, **SETTINGS[setting]))
     _fresh(device)
     marks: list[float] = []
     tic = time.perf_counter()
@@ -165,6 +165,8 @@ def main(argv: list[str] | None = None) -> None:
     sizes = parts.DRY if args.dry_run else parts.GPU
     deadline = START + 60 * args.budget_min
     device = pick(args.dry_run)
+    if sizes.threads is not None:  # the loading and everything outside the engine's runs too
+        torch.set_num_threads(sizes.threads)
     if sizes.compile_backend is not None:
         torch.compiler.set_default_backend(sizes.compile_backend)
     env = environment(device, args, sizes)

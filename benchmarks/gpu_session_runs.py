@@ -59,14 +59,16 @@ class Sizes:
     probe_epochs: int
     max_epochs: int
     compile_backend: str | None  # None: torch's default (inductor)
+    threads: int | None  # torch CPU threads, None: torch's choice
 
 
 # The GPU session: ResNet-18 (CIFAR stem), batch 512, 32 px, CIFAR-10 whole; the paper's probe (100 epochs).
-GPU = Sizes(Encoder("resnet", 18), 512, 20, 32, 500, None, None, 100, 4000, None)
+GPU = Sizes(Encoder("resnet", 18), 512, 20, 32, 500, None, None, 100, 4000, None, None)
 # The dry run: a width-8 SmallConvNet on 8 px images (a ResNet-18 step takes ~1 s on a shared 2-core CPU
-# even at 8 px), 80 + 40 images, 2 steps, 2 epochs; torch.compile traces forward and backward
-# (AOTAutograd) without generating code ("aot_eager"), so the compile rows run in seconds.
-DRY = Sizes(Encoder("small", 8), 8, 2, 8, 1, 8, 4, 2, 2, "aot_eager")
+# even at 8 px), 40 + 20 images, batch 16, 2 steps, 2 epochs; torch.compile traces forward and backward
+# (AOTAutograd) without generating code ("aot_eager"), so the compile rows run in seconds. One thread:
+# on a loaded 2-core machine two threads made these tiny steps 10-100x slower (OpenMP waiting on a busy core).
+DRY = Sizes(Encoder("small", 8), 16, 2, 8, 1, 4, 2, 2, 2, "aot_eager", 1)
 
 
 def now() -> float:
@@ -144,7 +146,7 @@ def config(sizes: Sizes, device: torch.device, train: DomainData, root: str | No
         data=Data(train.name, root=root), encoder=sizes.encoder,
         method=Method(method, scale="paper", options=METHOD_OPTIONS.get(method, {})), mixing=Mixing(alpha=alpha),
         optim=Optim(epochs=epochs, batch_size=min(sizes.batch, len(train))),
-        runtime=Runtime(device=str(device), progress=False, **SETTING),
+        runtime=Runtime(device=str(device), progress=False, threads=sizes.threads, **SETTING),
         evaluation=Evaluation(("linear", "knn"), sizes.probe_epochs), seed=seed)
 
 
