@@ -178,8 +178,10 @@ def floors(report: Report, sizes: Sizes, device: torch.device, parts: dict[str, 
     """The never-trained encoder's scores per cell (what pretraining must beat); their eval seconds feed the rule."""
     seconds = {}
     for name, part in parts.items():
+        started = now()
         result = engine.floor(config(sizes, device, part, root, METHODS[0], None, 1), part, test)
-        report.add("floors", dict(cell=name, linear=result.linear, knn=result.knn, eval_seconds=result.eval_seconds))
+        report.add("floors", dict(cell=name, linear=result.linear, knn=result.knn, eval_seconds=result.eval_seconds,
+                                  started_at=started))
         seconds[name] = result.eval_seconds
     return seconds
 
@@ -216,10 +218,11 @@ def comparison(report: Report, sizes: Sizes, device: torch.device, parts: dict[s
     """Floors, the rule's epochs (written before the first run), then every run, each written as it finishes."""
     eval_s = floors(report, sizes, device, parts, test, root)
     steps = {name: cell["steps_per_epoch"] for name, cell in report.doc["protocol"]["cells"].items()}
-    epochs = epochs_per_cell(deadline - time.monotonic(), steps, speed["step_s"], eval_s, speed["one_off_s"],
-                             len(METHODS) * len(ALPHAS) * len(SEEDS), sizes.max_epochs)
-    report.doc["protocol"].update(epochs=epochs, rule_inputs=dict(
-        remaining_s=deadline - time.monotonic(), step_s=speed["step_s"], eval_s=eval_s, one_off_s=speed["one_off_s"]))
+    inputs = dict(remaining_s=deadline - time.monotonic(), steps=steps, step_s=speed["step_s"], eval_s=eval_s,
+                  one_off_s=speed["one_off_s"], runs_per_cell=len(METHODS) * len(ALPHAS) * len(SEEDS),
+                  max_epochs=sizes.max_epochs)
+    report.doc["protocol"].update(epochs=epochs_per_cell(**inputs), rule_inputs=inputs)
+    epochs = report.doc["protocol"]["epochs"]
     report.doc["protocol"]["epochs_set_at"] = now()
     report.write()
     for cell in sorted(parts, key=lambda c: c != "10pct"):

@@ -197,11 +197,14 @@ def floor(config: RunConfig | str, train: DomainData, test: DomainData, *, encod
     """The never-trained encoder's scores: what pretraining must beat (the same initial weights as :func:`run`
     with the same config and seed). Arguments as :func:`run`'s."""
     config, encoder = _configured(config, encoder, changes)
+    device = pick_device(config.runtime.device)
     with torch_threads(config.runtime.threads):
-        method = build(config, tuple(train.input_shape), len(train), dataset=train.name, encoder=encoder)
+        # on the run's device: the features are computed where the encoder is (a CPU would encode
+        # CIFAR-10 through a ResNet for minutes while the GPU waits)
+        method = build(config, tuple(train.input_shape), len(train), dataset=train.name, encoder=encoder).to(device)
         result = RunResult(config, model=method)
         tic = time.perf_counter()
-        _score(result, train, test, pick_device(config.runtime.device))
+        _score(result, train, test, device)
         result.eval_seconds = time.perf_counter() - tic
     return result
 
