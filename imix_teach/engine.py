@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import time
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -32,7 +33,7 @@ from .models import build_encoder
 from .run_config import Data, Encoder, Method, RunConfig
 from .train import Augment, History, pretrain
 
-__all__ = ["DataCache", "RunResult", "augmentation", "build", "floor", "load_data", "run", "time_steps"]
+__all__ = ["DataCache", "RunResult", "augmentation", "build", "floor", "load_data", "run", "short_run", "time_steps"]
 
 
 @dataclass
@@ -196,11 +197,14 @@ def floor(config: RunConfig | str, train: DomainData, test: DomainData, *, encod
     """The never-trained encoder's scores: what pretraining must beat (the same initial weights as :func:`run`
     with the same config and seed). Arguments as :func:`run`'s."""
     config, encoder = _configured(config, encoder, changes)
+    device = pick_device(config.runtime.device)
     with torch_threads(config.runtime.threads):
-        method = build(config, tuple(train.input_shape), len(train), dataset=train.name, encoder=encoder)
+        # on the run's device: the features are computed where the encoder is (a CPU would encode
+        # CIFAR-10 through a ResNet for minutes while the GPU waits)
+        method = build(config, tuple(train.input_shape), len(train), dataset=train.name, encoder=encoder).to(device)
         result = RunResult(config, model=method)
         tic = time.perf_counter()
-        _score(result, train, test, pick_device(config.runtime.device))
+        _score(result, train, test, device)
         result.eval_seconds = time.perf_counter() - tic
     return result
 
@@ -222,11 +226,14 @@ def _score(result: RunResult, train: DomainData, test: DomainData, device: torch
         setattr(result, name, value)
 
 
-def time_steps(config: RunConfig, train: DomainData, steps: int = 3) -> float:
-    """Seconds per training step of ``config`` on ``train`` here: ``steps`` steps timed after a warm-up epoch.
+def short_run(config: RunConfig, train: DomainData, steps: int = 3,
+              callback: Callable[[int, History], None] | None = None) -> History:
+    """Two epochs of ``steps`` steps on the first rows of ``train``: the history a timing reads.
 
-    An estimate's unit (no checkpoint, no evaluation): the second of two short epochs, so one-off
-    costs (imports, allocations, kernel builds) are not counted.
+    No checkpoint, no evaluation. The first epoch carries the one-off costs (imports, allocations,
+    kernel builds, ``torch.compile``), the second is the steady state. callback(epoch, history):
+    :func:`imix_teach.train.pretrain`'s, after each epoch's last loss is read (a GPU has finished
+    the epoch then), so a clock read there times whole epochs (``benchmarks/gpu_session.py``).
     """
     batch = min(config.optim.batch_size, len(train))
     part = train.subset(torch.arange(min(len(train), batch * steps)))
@@ -234,7 +241,15 @@ def time_steps(config: RunConfig, train: DomainData, steps: int = 3) -> float:
     with torch_threads(short.runtime.threads):
         method = build(short, tuple(train.input_shape), len(train), dataset=train.name)
         x, views = views_of(short.data, part)
-        history = pretrain(method, x, views, optim=short.optim, mixing=short.mixing,
-                           runtime=short.runtime, labels=part.labels if method.needs_labels else None,
-                           seed=short.seed)
-    return history.epoch_seconds[1] / max(1, len(x) // batch)
+        return pretrain(method, x, views, optim=short.optim, mixing=short.mixing, runtime=short.runtime,
+                        labels=part.labels if method.needs_labels else None, seed=short.seed, callback=callback)
+
+
+def time_steps(config: RunConfig, train: DomainData, steps: int = 3) -> float:
+    """Seconds per training step of ``config`` on ``train`` here: ``steps`` steps timed after a warm-up epoch.
+
+    An estimate's unit (no checkpoint, no evaluation): the second of two short epochs
+    (:func:`short_run`), so one-off costs (imports, allocations, kernel builds) are not counted.
+    """
+    batch = min(config.optim.batch_size, len(train))
+    return short_run(config, train, steps).epoch_seconds[1] / max(1, min(len(train), batch * steps) // batch)
