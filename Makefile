@@ -50,7 +50,17 @@ demo: $(VENV)/.installed
 
 test: $(VENV)/.installed
 	IMIX_QUICK=1 $(PY) -m pytest tests notebooks --nbval-lax --nbval-sanitize-with tests/nbval_sanitize.cfg -p no:cacheprovider \
-	    -n $(TEST_WORKERS) --maxprocesses 4 --dist loadfile --no-loadscope-reorder
+	    -n $(TEST_WORKERS) --maxprocesses 4 --dist loadfile --no-loadscope-reorder --durations=20
+
+# Mutation testing of the core (losses, mixing, methods) against their tests; config in pyproject.toml's [tool.mutmut],
+# equivalent survivors in tests/MUTANTS.md. One OpenMP thread: mutmut forks after torch started its thread pools,
+# and a forked pool hangs about one mutant in eight. ~15 min on 2 cores (MUTATE_JOBS children).
+MUTATE_JOBS ?= 2
+.PHONY: mutate
+mutate: $(VENV)/.installed
+	rm -rf mutants
+	OMP_NUM_THREADS=1 $(VENV)/bin/mutmut run --max-children $(MUTATE_JOBS) | tr "\r" "\n" | tail -n 2
+	$(PY) scripts/mutation_score.py
 
 # The wheel and the notebooks in one folder: a notebook's first cell installs a wheel it finds beside it.
 # Needs only pip (no .venv): the wheel is built in pip's isolated build environment.

@@ -15,6 +15,14 @@ from __future__ import annotations
 import os
 
 import pytest
+from hypothesis import settings
+
+# CI (and `make test`, which exports IMIX_QUICK) draws the same hypothesis cases every run: a failure there is a
+# bug in the code, never a new random draw. No example database either, so no run depends on an earlier one.
+# A developer fuzzing by hand gets fresh draws: HYPOTHESIS_PROFILE=dev.
+settings.register_profile("ci", derandomize=True, database=None, print_blob=True)
+settings.register_profile("dev")
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 if os.environ.get("PYTEST_XDIST_WORKER"):
     os.environ["OMP_NUM_THREADS"] = "1"

@@ -57,13 +57,24 @@ def test_saved_state_is_plain_data_and_loads_weights_only(tmp_path):
     assert os.stat(tmp_path / "ckpt.pt").st_mode & 0o777 == 0o644
 
 
-def test_a_planted_symlink_at_the_old_temporary_name_is_not_followed(tmp_path):
+def test_a_symlink_planted_at_the_temporary_name_is_refused_not_followed(tmp_path, monkeypatch):
+    """The name atomic_write will use is made predictable (a fixed uuid), and a symlink planted there."""
+    import uuid
+
+    from imix_teach import files
+
+    fixed = uuid.UUID(int=0xABCDEF12 << 96)
+    monkeypatch.setattr(files.uuid, "uuid4", lambda: fixed)
     victim = tmp_path / "victim.txt"
     victim.write_text("keep me")
-    (tmp_path / "ckpt.pt.tmp").symlink_to(victim)
-    _train(tmp_path / "ckpt.pt")
-    assert victim.read_text() == "keep me"
-    assert [p.name for p in tmp_path.iterdir() if p.name.endswith(".tmp") and not p.is_symlink()] == []
+    planted = tmp_path / f".ckpt.pt.{os.getpid()}.{fixed.hex[:8]}.tmp"
+    planted.symlink_to(victim)
+    with pytest.raises(CheckpointError, match=r"could not write .*ckpt\.pt \(File exists\)"):
+        _train(tmp_path / "ckpt.pt")
+    assert victim.read_text() == "keep me" and not (tmp_path / "ckpt.pt").exists()
+    monkeypatch.undo()  # a fresh name: the same write succeeds and leaves no temporary file
+    _train(tmp_path / "ckpt2.pt")
+    assert (tmp_path / "ckpt2.pt").exists() and not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
 
 
 @pytest.mark.parametrize("damage", ["empty", "truncated", "garbage"])

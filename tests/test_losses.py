@@ -97,10 +97,11 @@ def test_byol_one_hot_is_two_minus_two_cosine():
     expected = (2 - 2 * F.cosine_similarity(p, f, dim=1)).mean()
     assert byol_loss(p, f).item() == pytest.approx(expected.item(), rel=1e-6)
     assert byol_loss(p, f, torch.eye(4)).item() == pytest.approx(expected.item(), rel=1e-6)
-    # Perfect predictions give zero loss; the target side gets no gradient.
-    f_req = f.clone().requires_grad_(True)
-    byol_loss(f_req * 2.0, f_req).backward()
+    # Perfect predictions give zero loss; the target side gets no gradient (it is an EMA constant).
     assert byol_loss(f * 2.0, f).item() == pytest.approx(0.0, abs=1e-6)
+    p_req, f_req = p.clone().requires_grad_(True), f.clone().requires_grad_(True)
+    byol_loss(p_req, f_req).backward()
+    assert f_req.grad is None and p_req.grad.abs().sum() > 0
 
 
 def test_moco_loss_matches_n_plus_k_way_formula_and_queue_gets_no_mass():

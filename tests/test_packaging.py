@@ -38,11 +38,23 @@ def test_environment_yml_agrees_with_pyproject():
     assert conda == pyproject
 
 
+def _version(text: str) -> tuple[int, ...]:
+    return tuple(int(part) for part in re.match(r"\d+(?:\.\d+)*", text).group(0).split("."))
+
+
 def test_constraints_pin_the_tested_torch_set_within_pyproject_bounds():
-    pins = dict(
-        line.split("==") for line in (ROOT / "constraints.txt").read_text().splitlines() if "==" in line
-    )
-    assert pins == {"torch": "2.14.1", "torchvision": "0.29.1", "torchaudio": "2.11.0"}
+    """Each pin is exact, lies within pyproject's loose bound, and is what `make install` put in this venv
+    (a pin bumped in one place only, or one pyproject no longer allows, fails here)."""
+    from importlib.metadata import version
+
+    pins = dict(line.split("==") for line in (ROOT / "constraints.txt").read_text().splitlines() if "==" in line)
+    assert set(pins) == {"torch", "torchvision", "torchaudio"}
+    floors = dict(_parse(spec) for spec in tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"])
+    for name, pin in pins.items():
+        assert floors[name].startswith(">="), f"{name}: pyproject should give a floor, got {floors[name]!r}"
+        assert _version(pin) >= _version(floors[name][2:]), f"{name}=={pin} is below pyproject's {floors[name]}"
+        if os.environ.get("IMIX_QUICK"):  # `make test`: the venv that `make install` built from these pins
+            assert version(name).split("+")[0] == pin, f"{name}: installed {version(name)}, pinned {pin}"
 
 
 def _floor() -> tuple[int, int]:
