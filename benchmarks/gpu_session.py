@@ -122,19 +122,22 @@ def speed_row(sizes: parts.Sizes, device: torch.device, train: DomainData, metho
 
 
 def _match(rows: list[dict[str, Any]], **keys: Any) -> dict[str, Any] | None:
-    return next((r for r in rows if all(r[k] == v for k, v in keys.items())), None)
+    """The measured row with these fields, None when it failed or is not there."""
+    return next((r for r in rows if r["status"] == "done" and all(r[k] == v for k, v in keys.items())), None)
 
 
 def derived(row: dict[str, Any], rows: list[dict[str, Any]]) -> None:
     """The ratios a row has against rows already measured: i-Mix / baseline step; compile's seconds apart."""
-    if row["alpha"] is not None:
-        base = _match(rows, method=row["method"], setting=row["setting"], alpha=None)
+    if row["status"] != "done":
+        return
+    base = _match(rows, method=row["method"], setting=row["setting"], alpha=None)
+    if row["alpha"] is not None and base is not None:
         row["imix_over_baseline"] = row["step_s"] / base["step_s"]
         row["imix_goal_met"] = row["imix_over_baseline"] <= GOALS["imix_over_baseline_at_most"]
     # compile: the one-off seconds beyond the same row's without compile. The second compiled row reuses the
     # first's code (dynamo takes a module's parameters as inputs), so its compile_s is near 0: the first's is the cost.
-    if row["compile"]:
-        plain = _match(rows, method=row["method"], setting="bf16_cl", alpha=row["alpha"])
+    plain = _match(rows, method=row["method"], setting="bf16_cl", alpha=row["alpha"])
+    if row["compile"] and plain is not None:
         row["compile_s"] = row["one_off_s"] - plain["one_off_s"]
     row["epoch_goal_met"] = row["epoch_s"] <= GOALS["epoch_s_at_most"]
 
@@ -144,21 +147,26 @@ def speed(report: parts.Report, sizes: parts.Sizes, device: torch.device, train:
     order = [c for c in CASES if not SETTINGS[c[1]]["compile"]] + [c for c in CASES if SETTINGS[c[1]]["compile"]]
     for method, setting in order:  # the compile rows last: derived() reads the bf16_cl rows
         for alpha in parts.ALPHAS:
-            row = speed_row(sizes, device, train, method, setting, alpha)
+            try:
+                row = dict(speed_row(sizes, device, train, method, setting, alpha), status="done")
+            except Exception as err:  # noqa: BLE001  (one failed row, e.g. out of memory, must not end the session)
+                row = dict(method=method, setting=setting, alpha=alpha, status="failed", error=repr(err)[-800:])
             derived(row, report.doc.get("rows", []))
             report.add("rows", row)
-    rows = report.doc["rows"]
-    npair = [r for r in rows if r["method"] == "npair"]
-    fastest = min(npair, key=lambda r: r["epoch_s"])
+    rows = [r for r in report.doc["rows"] if r["status"] == "done"]
+    if not rows:
+        raise SystemExit(f"no speed row could be measured: see the errors in {report.path}")
+    fastest = min((r for r in rows if r["method"] == "npair"), key=lambda r: r["epoch_s"], default=None)
     report.doc["summary"] = dict(
-        goals=GOALS, fastest_npair=dict(setting=fastest["setting"], alpha=fastest["alpha"], epoch_s=fastest["epoch_s"]),
-        epoch_goal_met=fastest["epoch_s"] <= GOALS["epoch_s_at_most"],
+        goals=GOALS, fastest_npair=None if fastest is None else {k: fastest[k] for k in ("setting", "alpha", "epoch_s")},
+        epoch_goal_met=fastest is not None and fastest["epoch_s"] <= GOALS["epoch_s_at_most"],
         imix_over_baseline={f"{r['method']}/{r['setting']}": r["imix_over_baseline"] for r in rows if "imix_over_baseline" in r},
         compile_s={f"{r['method']}/alpha={r['alpha']}": r["compile_s"] for r in rows if "compile_s" in r},
         seconds=time.monotonic() - START)
     report.write()
-    same = [r for r in rows if r["setting"] == "bf16_cl" and r["method"] in parts.METHODS]
-    return dict(step_s={m: max(r["step_s"] for r in same if r["method"] == m) for m in parts.METHODS},
+    same = [r for r in rows if r["setting"] == "bf16_cl"] or rows  # the comparison's setting, else any measured row
+    slowest = max(r["step_s"] for r in same)
+    return dict(step_s={m: max((r["step_s"] for r in same if r["method"] == m), default=slowest) for m in parts.METHODS},
                 one_off_s=max(0.0, max(r["one_off_s"] for r in same)))
 
 

@@ -233,7 +233,11 @@ def comparison(report: Report, sizes: Sizes, device: torch.device, parts: dict[s
                         report.add("runs", dict(cell=cell, method=method, alpha=alpha, seed=seed, status="skipped",
                                                 reason="past the session's deadline (--budget-min)"))
                         continue
-                    report.add("runs", run_one(sizes, device, cell, parts[cell], test, root, method, alpha,
-                                               epochs[cell], seed))
+                    try:
+                        record = run_one(sizes, device, cell, parts[cell], test, root, method, alpha, epochs[cell], seed)
+                    except Exception as err:  # noqa: BLE001  (a diverged run, say, must not cost the others)
+                        record = dict(cell=cell, method=method, alpha=alpha, seed=seed, status="failed",
+                                      error=repr(err)[-800:])
+                    report.add("runs", record)
                     report.doc["gains"] = gains(report.doc["runs"])
                     report.write()

@@ -69,7 +69,7 @@ def test_every_speed_row_is_measured_and_every_ratio_computed_from_them(dry):
         assert r["images_per_s"] == pytest.approx(r["batch"] / r["step_s"], rel=1e-12)
         assert r["epoch_s"] == pytest.approx(parts.EPOCH_IMAGES / r["images_per_s"], rel=1e-12)
         assert r["one_off_s"] == pytest.approx(r["first_epoch_s"] - r["steps"] * r["step_s"], abs=1e-12)
-        assert r["peak_memory_mb"] is None  # no CUDA allocator on a CPU: not made up
+        assert r["peak_memory_mb"] is None and r["status"] == "done"  # no CUDA allocator on a CPU: not made up
         assert {k: r[k] for k in ("amp", "channels_last", "compile")} == gpu_session.SETTINGS[r["setting"]]
     assert len({r["step_s"] for r in rows.values()}) > 1, "ten timings that agree to the last bit were not measured"
     for (method, setting, alpha), r in rows.items():
@@ -133,6 +133,25 @@ def test_the_epochs_rule_shares_the_minutes_equally_and_keeps_to_its_bounds():
     assert parts.epochs_per_cell(1.0, **args) == {"full": 1, "10pct": 1}  # no time left: one epoch, not zero
     assert parts.epochs_per_cell(1e9, **args) == {"full": 4000, "10pct": 4000}
     assert parts.epochs_per_cell(600.0, **args)["full"] > epochs["full"]
+
+
+def test_a_failed_speed_row_is_recorded_and_the_others_still_count(tmp_path, monkeypatch):
+    def fake_row(sizes, device, train, method, setting, alpha):
+        if gpu_session.SETTINGS[setting]["compile"] and alpha is None:
+            raise RuntimeError("CUDA out of memory (pretend)")
+        step = 0.1 if alpha is None else 0.104
+        return dict(method=method, setting=setting, alpha=alpha, step_s=step, epoch_s=step * 100, one_off_s=0.5,
+                    **gpu_session.SETTINGS[setting])
+
+    monkeypatch.setattr(gpu_session, "speed_row", fake_row)
+    rule = gpu_session.speed(parts.Report(tmp_path / "speed.json", {}), parts.DRY, torch.device("cpu"), None)
+    rows = {(r["method"], r["setting"], r["alpha"]): r for r in json.loads((tmp_path / "speed.json").read_text())["rows"]}
+    failed = rows["npair", "bf16_cl_compile", None]
+    assert failed["status"] == "failed" and "out of memory" in failed["error"] and "step_s" not in failed
+    orphan = rows["npair", "bf16_cl_compile", 1.0]  # measured, but its baseline failed: no ratio made up
+    assert orphan["status"] == "done" and "imix_over_baseline" not in orphan and orphan["compile_s"] == 0.0
+    assert rows["moco", "bf16_cl", 1.0]["imix_over_baseline"] == pytest.approx(1.04)
+    assert rule == {"step_s": {"npair": 0.104, "moco": 0.104}, "one_off_s": 0.5}
 
 
 def test_a_report_is_on_disk_after_every_record(tmp_path):
