@@ -9,6 +9,7 @@ views there with a device generator, so nothing here bypasses it.
 """
 from __future__ import annotations
 
+import itertools
 import math
 import time
 from dataclasses import dataclass
@@ -225,19 +226,15 @@ def comparison(report: Report, sizes: Sizes, device: torch.device, parts: dict[s
     epochs = report.doc["protocol"]["epochs"]
     report.doc["protocol"]["epochs_set_at"] = now()
     report.write()
-    for cell in sorted(parts, key=lambda c: c != "10pct"):
-        for method in METHODS:
-            for alpha in ALPHAS:
-                for seed in SEEDS:
-                    if time.monotonic() > deadline:
-                        report.add("runs", dict(cell=cell, method=method, alpha=alpha, seed=seed, status="skipped",
-                                                reason="past the session's deadline (--budget-min)"))
-                        continue
-                    try:
-                        record = run_one(sizes, device, cell, parts[cell], test, root, method, alpha, epochs[cell], seed)
-                    except Exception as err:  # noqa: BLE001  (a diverged run, say, must not cost the others)
-                        record = dict(cell=cell, method=method, alpha=alpha, seed=seed, status="failed",
-                                      error=repr(err)[-800:])
-                    report.add("runs", record)
-                    report.doc["gains"] = gains(report.doc["runs"])
-                    report.write()
+    for cell, method, alpha, seed in itertools.product(sorted(parts, key=lambda c: c != "10pct"), METHODS, ALPHAS, SEEDS):
+        if time.monotonic() > deadline:
+            record = dict(cell=cell, method=method, alpha=alpha, seed=seed, status="skipped",
+                          reason="past the session's deadline (--budget-min)")
+        else:
+            try:
+                record = run_one(sizes, device, cell, parts[cell], test, root, method, alpha, epochs[cell], seed)
+            except Exception as err:  # noqa: BLE001  (a diverged run, say, must not cost the others)
+                record = dict(cell=cell, method=method, alpha=alpha, seed=seed, status="failed", error=repr(err)[-800:])
+        report.doc.setdefault("runs", []).append(record)
+        report.doc["gains"] = gains(report.doc["runs"])
+        report.write()  # once per record, the gains with it

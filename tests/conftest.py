@@ -17,8 +17,8 @@ import os
 import pytest
 from hypothesis import settings
 
-# CI (and `make test`, which exports IMIX_QUICK) draws the same hypothesis cases every run: a failure there is a
-# bug in the code, never a new random draw. No example database either, so no run depends on an earlier one.
+# Every run of the suite (CI, `make test`) draws the same hypothesis cases: a failure there is a bug in the code,
+# never a new random draw. No example database either, so no run depends on an earlier one.
 # A developer fuzzing by hand gets fresh draws: HYPOTHESIS_PROFILE=dev.
 settings.register_profile("ci", derandomize=True, database=None, print_blob=True)
 settings.register_profile("dev")
