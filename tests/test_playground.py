@@ -54,3 +54,24 @@ def test_interact_gives_any_figure_function_a_picture_of_its_default_state():
     for widget in (interact(line, slope=widgets.FloatSlider(value=2.0)), supervised_targets_widget()):
         bundle = widget._repr_mimebundle_()
         assert "application/vnd.jupyter.widget-view+json" in bundle and len(bundle["image/png"]) > 1000
+
+
+def test_the_static_picture_names_the_control_values_that_drew_it():
+    pytest.importorskip("ipywidgets")
+    import ipywidgets as widgets
+    import matplotlib.pyplot as plt
+
+    from imix_teach.course import widgets as course_widgets
+
+    drawn = []
+
+    def line(slope=1.0, mixed=False):
+        fig, ax = plt.subplots()
+        ax.plot([0, 1], [0, slope])
+        drawn.append(fig)
+        return fig
+
+    course_widgets.interact(line, slope=widgets.FloatSlider(value=2.5, description="slope"),
+                            mixed=widgets.Checkbox(value=True, description="i-Mix"))
+    captions = [[t.get_text() for t in fig.texts] for fig in drawn]  # the live widget draws too, uncaptioned
+    assert ["drawn with slope = 2.5, i-Mix = True"] in captions, captions

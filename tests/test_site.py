@@ -139,14 +139,22 @@ def test_every_page_renders_in_chromium(site):
 
 
 @needs_docs
-def test_results_page_shows_the_regime_grid_once_it_has_written_its_files(tmp_path, monkeypatch):
+def test_the_landing_page_shows_the_regime_figure_once_the_grid_has_drawn_it(tmp_path, monkeypatch):
     import hooks
 
     monkeypatch.setattr(hooks, "REGIME", tmp_path)
-    assert "has not written its results yet" in hooks._regime_results("results.md")
-    (tmp_path / "table.md").write_text("| cell | gain |\n|---|---|\n| 128 images | +1.0 |\n")
+    assert "results/cpu/results.png" in hooks._headline_figure("index.md")
     (tmp_path / "regime_data.png").write_bytes(b"")
-    shown = hooks._regime_results("results.md")
-    assert "| 128 images | +1.0 |" in shown and "](results/regime/regime_data.png)" in shown
-    assert "regime_epochs.png" not in shown  # only the figures that exist
     assert "results/regime/regime_data.png" in hooks._headline_figure("index.md")
+
+
+def test_the_results_page_holds_the_readmes_regime_block_as_github_reads_it():
+    """docs/results.md carries the block itself (GitHub shows no site include), with its links made relative
+    to docs/: the README's block with results/ -> ../results/."""
+    def block(text):
+        return text[text.index("<!-- regime-results:start -->"):text.index("<!-- regime-results:end -->")]
+
+    readme, page = block(README), block((ROOT / "docs" / "results.md").read_text(encoding="utf-8"))
+    own_page = "; the notebooks' own runs and other results: [docs/results.md](docs/results.md))"
+    expected = readme.replace("](results/", "](../results/").replace(own_page, "; the notebooks' own runs: below)")
+    assert page == expected, "copy README's regime block into docs/results.md (links from docs/ start ../)"

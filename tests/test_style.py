@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import ast
+import re
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -42,3 +44,37 @@ def test_public_functions_have_docstrings_and_type_hints(path):
         if node.returns is None or any(a.annotation is None for a in args):
             missing.append(f"{name}: missing type hints")
     assert not missing, f"{path.relative_to(PACKAGE)}: " + "; ".join(missing)
+
+
+# A path that names one machine: a user's home, a container's root or work folder, a temporary folder, a
+# Windows profile (Colab's /content, which setup cells name on purpose, is not one machine). The committed outputs and texts must read the same on every student's machine.
+MACHINE_PATH = re.compile(r"(?<![\w.])(?:/(?:home|Users|root|work|tmp|private/var|var/folders|mnt)/"
+                          r"|[A-Za-z]:\\\\(?:Users|Windows)\\\\)")
+COMMITTED_FOLDERS = ("notebooks", "results", "docs")
+
+
+def _committed(*folders: str) -> list[Path]:
+    root = PACKAGE.parent
+    try:
+        out = subprocess.run(["git", "ls-files", "-z", *folders], cwd=root, capture_output=True, check=True).stdout
+    except (OSError, subprocess.CalledProcessError):  # not a git checkout (an unpacked copy): every file there
+        return [p for f in folders for p in (root / f).rglob("*") if p.is_file()]
+    return [root / name for name in out.decode().split("\0") if name]
+
+
+def test_the_machine_path_pattern_finds_what_it_should():
+    for path in ("/home/ada/imix", "/root/.cache/imix_teach", "/work/shared/data", "/tmp/x.json", "C:\\\\Users\\\\ada"):
+        assert MACHINE_PATH.search(f'"loaded from {path}"'), path
+    for fine in ("results/regime/table.md", "../data/cifar10", "https://example.org/work/x", "~/.cache/imix_teach"):
+        assert not MACHINE_PATH.search(fine), fine
+
+
+def test_no_committed_file_under_notebooks_results_or_docs_names_a_machine_path():
+    found = []
+    for path in _committed(*COMMITTED_FOLDERS):
+        try:
+            text = path.read_text()
+        except (UnicodeDecodeError, FileNotFoundError):  # a picture, or a file deleted but not yet committed
+            continue
+        found += [f"{path.relative_to(PACKAGE.parent)}: {m.group(0)}…" for m in MACHINE_PATH.finditer(text)]
+    assert not found, "absolute machine paths (write them relative, or ~ for the home folder):\n" + "\n".join(found[:20])

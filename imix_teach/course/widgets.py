@@ -159,6 +159,13 @@ def _png(fig: Figure) -> str:
     return base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
+def _settings(sliders: dict[str, Any]) -> str:
+    """The controls' values as "alpha = 1, i-Mix = True" (each control's label, else its argument name)."""
+    def shown(v: Any) -> str:
+        return f"{v:.3g}" if isinstance(v, float) else str(v)
+    return ", ".join(f"{getattr(c, 'description', '') or name} = {shown(c.value)}" for name, c in sliders.items())
+
+
 def interact(fn: Callable[..., Figure], **sliders: Any) -> interactive:
     """``ipywidgets.interactive`` over ``fn`` (which returns a figure), plus a PNG of the default state.
 
@@ -178,6 +185,8 @@ def interact(fn: Callable[..., Figure], **sliders: Any) -> interactive:
     bundle = getattr(widget, "_repr_mimebundle_", None)
     if bundle is not None:  # ipywidgets >= 8; older versions display through _ipython_display_
         fig = fn(**{name: control.value for name, control in sliders.items()})
+        # A picture without its controls does not say what drew it: name each control's value under it.
+        fig.text(0.5, 0, "drawn with " + _settings(sliders), ha="center", va="top", fontsize=9, color="0.3")
         picture = _png(fig)
         plt.close(fig)
 

@@ -22,7 +22,7 @@ from matplotlib.figure import Figure
 from ..files import atomic_write
 from ..tables import markdown_table, mean_std, ordered
 from . import regime_report
-from .regime_report import VARIANT_NAMES, cells, fmt_gain, fmt_seeds, gain, png_bytes, read_summary, write_summary
+from .regime_report import VARIANT_NAMES, cells, fmt_gain, fmt_seeds, fmt_wins, gain, png_bytes, read_summary, write_summary
 
 COLUMNS = ("dataset", "augmentation", "size", "epochs", "method", "variant", "probe", "seed", "accuracy")
 FLOOR_COLUMNS = ("dataset", "size", "probe", "seed", "accuracy")
@@ -74,10 +74,6 @@ def quotable(rows: Sequence[dict[str, Any]], floors: Sequence[dict[str, Any]]) -
     return out
 
 
-def _wins(g: dict[str, Any] | None) -> str:
-    return "" if g is None else f"{g['wins']}/{g['seeds']}"
-
-
 def gain_table(rows: Sequence[dict[str, Any]], dataset: str, probe: str,
                floors: Sequence[dict[str, Any]] = ()) -> str:
     """Markdown: one line per (augmentation, size, method) of one dataset and probe."""
@@ -90,8 +86,8 @@ def gain_table(rows: Sequence[dict[str, Any]], dataset: str, probe: str,
         g, gi = gain(by, "imix"), gain(by, "imix+inputmix")
         base = floor_of(floors, dataset, size, probe)
         lines.append([aug, size, epochs, m, fmt_seeds(by.get("baseline", {})), fmt_seeds(by.get("imix", {})),
-                      fmt_gain(g), _wins(g), fmt_seeds(by.get("imix+inputmix", {})), fmt_gain(gi) if gi else "",
-                      _wins(gi), fmt_seeds(dict(enumerate(base))) if base else "–"])
+                      fmt_gain(g), fmt_wins(g), fmt_seeds(by.get("imix+inputmix", {})), fmt_gain(gi) if gi else "",
+                      fmt_wins(gi), fmt_seeds(dict(enumerate(base))) if base else "–"])
     header = ["augmentation", "pretext size", "epochs", "method", "baseline", "i-Mix", "gain", "i-Mix ahead",
               "i-Mix + InputMix", "gain", "ahead", "never-trained"]
     return markdown_table(header, lines)

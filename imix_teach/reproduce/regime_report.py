@@ -6,7 +6,8 @@
 
 Accuracy is test top-1 in percent. A gain is the mean over seeds of the per-seed difference
 (variant − baseline; the same seed gives both the same initial weights and batches), its spread
-the std of those differences; it is marked † when the mean ± std bars of the two do not overlap.
+the std of those differences; it is marked † when the mean ± std bars of the two do not overlap (:data:`DAGGER`),
+and "ahead" counts the seeds where the variant is ahead.
 """
 from __future__ import annotations
 
@@ -145,6 +146,16 @@ def fmt_gain(g: dict[str, Any] | None) -> str:
     return "–" if g is None else f"{g['gain']:+.1f} ± {g['spread']:.1f}{' †' if g['apart'] else ''}"
 
 
+def fmt_wins(g: dict[str, Any] | None) -> str:
+    """The seeds where the variant beats the baseline from the same start, as "3/3" ("" for none)."""
+    return "" if g is None else f"{g['wins']}/{g['seeds']}"
+
+
+DAGGER = ("† = the baseline's and the variant's mean ± std bars do not overlap (|gain| > std(baseline) + "
+          "std(variant)): a stricter test than the ± beside the gain, which is the spread of the per-seed differences; "
+          "ahead = the seeds where the variant beats the baseline from the same start")
+
+
 def gain_table(rows: Sequence[dict[str, Any]], probe: str = "linear") -> str:
     """Markdown: one line per (augmentation, images per class, epochs, method), mean ± std and gains."""
     lines = []
@@ -152,12 +163,13 @@ def gain_table(rows: Sequence[dict[str, Any]], probe: str = "linear") -> str:
     augs, methods = ordered(k[0] for k in found), ordered(k[3] for k in found)
     for (aug, pc, ep, m) in sorted(found, key=lambda k: (augs.index(k[0]), methods.index(k[3]), k[1], k[2])):
         by = found[aug, pc, ep, m]
-        lines.append([aug, pc, ep, m, fmt_seeds(by.get("baseline", {})), fmt_seeds(by.get("imix", {})), fmt_gain(gain(by, "imix")),
-                      fmt_seeds(by.get("imix+inputmix", {})) if aug == "none" else "",
-                      fmt_gain(gain(by, "imix+inputmix")) if aug == "none" else "",
+        g, gi = gain(by, "imix"), (gain(by, "imix+inputmix") if aug == "none" else None)
+        lines.append([aug, pc, ep, m, fmt_seeds(by.get("baseline", {})), fmt_seeds(by.get("imix", {})), fmt_gain(g),
+                      fmt_wins(g), fmt_seeds(by.get("imix+inputmix", {})) if aug == "none" else "",
+                      fmt_gain(gi) if aug == "none" else "", fmt_wins(gi),
                       max((len(v) for v in by.values()), default=0)])
-    header = ["augmentation", "images/class", "epochs", "method", "baseline", "i-Mix", "gain i-Mix",
-              "i-Mix + InputMix", "gain i-Mix + InputMix", "seeds"]
+    header = ["augmentation", "images/class", "epochs", "method", "baseline", "i-Mix", "gain i-Mix", "i-Mix ahead",
+              "i-Mix + InputMix", "gain i-Mix + InputMix", "ahead", "seeds"]
     return markdown_table(header, lines)
 
 
@@ -304,7 +316,7 @@ def write_report(out: str | os.PathLike, records: Sequence[dict[str, Any]], p: d
     hours = sum(r["pretrain_seconds"] + r["eval_seconds"] for r in records) / 3600
     md = [f"# The paper's regime on CIFAR-10 ({p['name']}, {status})", "", p["question"], "",
           "Test top-1 accuracy in %, mean ± std over seeds; gain = mean ± std of the per-seed difference from the "
-          "baseline; † = the mean ± std bars do not overlap. Protocol: `protocol.json` beside this file.", ""]
+          f"baseline; {DAGGER}. Protocol: `protocol.json` beside this file.", ""]
     for probe in PROBES:
         md += [f"## {PROBE_NAMES[probe]}", "", gain_table(rows, probe), ""]
     md += ["## Findings (counted from the table)", "", *[f"- {s}" for s in findings(rows)], "",

@@ -101,21 +101,6 @@ def _course_table() -> str:
     return readme[start:end]
 
 
-def _regime_results(page_uri: str) -> str:
-    """results/regime/'s table and figures when the grid has written them, else a one-line note."""
-    up = "../" * page_uri.count("/")
-    table = REGIME / "table.md"
-    if not table.exists():
-        return ("*The regime grid (`imix-teach reproduce --preset regime`) has not written its results yet; "
-                "they appear here once `results/regime/table.md` exists.*")
-    parts = [table.read_text(encoding="utf-8")]
-    for name, caption in (("regime_epochs.png", "i-Mix's gain against training length"),
-                          ("regime_data.png", "i-Mix's gain against pretext data size")):
-        if (REGIME / name).exists():
-            parts.append(f"![{caption}]({up}results/regime/{name})")
-    return "\n\n".join(parts)
-
-
 def _headline_figure(page_uri: str) -> str:
     """The landing page's figure: the regime grid's, once it exists, else the committed CPU grid's."""
     up = "../" * page_uri.count("/")
@@ -143,8 +128,7 @@ def _outside_link(match: re.Match, page_dir: str, files: Files) -> str:
 def on_page_markdown(markdown: str, page: Page, config: MkDocsConfig, files: Files) -> str:
     """Fill the <!-- include: NAME --> markers from the repository's current files; point links outside docs/."""
     uri = page.file.src_uri
-    fills = {"course-table": _course_table, "regime-results": lambda: _regime_results(uri),
-             "headline-figure": lambda: _headline_figure(uri)}
+    fills = {"course-table": _course_table, "headline-figure": lambda: _headline_figure(uri)}
     markdown = re.sub(r"<!-- include: ([\w-]+) -->", lambda m: fills[m.group(1)](), markdown)
     page_dir = posixpath.dirname(uri)
     return re.sub(r"(\])\((\.\./[^)#\s]+)(#[^)\s]*)?\)",
