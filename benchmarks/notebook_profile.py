@@ -79,7 +79,9 @@ def profile_notebook(path: Path, *, quick: bool, timeout: int = 3600, save: Path
     nb = nbformat.read(path, as_version=4)
     nb.cells.insert(0, nbformat.v4.new_code_cell(f"KINDS = {KINDS!r}\n" + _INSTALL))
     nb.cells.append(nbformat.v4.new_code_cell(f"print({MARK!r} + _json.dumps(_PROFILE))"))
-    env = dict(os.environ, IMIX_QUICK="1" if quick else "0", MPLBACKEND="Agg")
+    # No MPLBACKEND: the kernel's own inline backend is what shows a notebook's figures (Agg would drop them
+    # from the saved outputs).
+    env = {k: v for k, v in dict(os.environ, IMIX_QUICK="1" if quick else "0").items() if k != "MPLBACKEND"}
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp) / "notebooks"
         shutil.copytree(path.parent, work, ignore=shutil.ignore_patterns("*.ipynb_checkpoints"))
