@@ -210,6 +210,21 @@ class ImixTeach:
             accel.kernel._lib = lib
 
 
+def flops_per_image(method: str, imix: bool, x: torch.Tensor, augment: ImageAugment) -> float:
+    """FLOPs of one training step per image (forward + backward of both views; convolutions and matmuls, as
+    ``torch.utils.flop_counter`` counts them), from one step of the plain NCHW model: the layout changes
+    how fast the step runs, not what it computes."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    stepper = ImixTeach(method, imix, x, augment, "plain")
+    stepper.model.to(memory_format=torch.contiguous_format)
+    stepper.options = StepOptions(stepper.options.mixing, channels_last=False)
+    with FlopCounterMode(display=False) as counter:
+        stepper.step()
+    stepper.speed.close()
+    return counter.get_total_flops() / BATCH
+
+
 # ----------------------------------------------------------------------------- timing
 LAYOUTS = ("", "unfused", "plain", "nchw", "compile")  # imix-teach: pretrain's default (channels_last, the speed
 # path), the same without the fused kernels, channels_last without the speed path, NCHW, default + compile
@@ -278,14 +293,16 @@ def measure(cfgs: dict, x: torch.Tensor, augment: ImageAugment, rounds: int, ste
 
 
 def table(rows: dict) -> str:
-    lines = ["| configuration | images/s | vs | ratio | ratio per round (min-max) | CPU-time ratio |",
-             "|---|---|---|---|---|---|"]
+    lines = ["| configuration | images/s | vs | ratio | ratio per round (min-max) | CPU-time ratio | GFLOP/s | of peak |",
+             "|---|---|---|---|---|---|---|---|"]
     for name, r in rows.items():
+        flops = (f" {r['gflop_per_s']:.0f} |" if "gflop_per_s" in r else " |") + (
+            f" {100 * r['peak_fraction']:.0f} % |" if "peak_fraction" in r else " |")
         if "ratio" in r:
             lines.append(f"| {name} | {r['images_per_s']:.0f} | {r['versus']} | **{r['ratio']:.2f}x** "
-                         f"| {min(r['ratio_rounds']):.2f}-{max(r['ratio_rounds']):.2f} | {r['cpu_ratio']:.2f}x |")
+                         f"| {min(r['ratio_rounds']):.2f}-{max(r['ratio_rounds']):.2f} | {r['cpu_ratio']:.2f}x |" + flops)
         else:
-            lines.append(f"| {name} | {r['images_per_s']:.0f} | | | | |")
+            lines.append(f"| {name} | {r['images_per_s']:.0f} | | | | |" + flops)
     return "\n".join(lines)
 
 
@@ -302,7 +319,13 @@ def main(argv: list[str] | None = None) -> dict:
                    "plain (channels_last, no speed path), nchw (channels_last=False), compile (default + compile=True)")
     p.add_argument("--root", default=None, help="data root (default: $IMIX_DATA, else the cache)")
     p.add_argument("--json", default=None, help="also write the results to this JSON file")
+    p.add_argument("--size", type=int, default=SIZE, help="image size in px (the notebooks train at 16)")
+    p.add_argument("--peak-gflops", type=float, default=None, help="the machine's FP32 peak over the threads used, "
+                   "GFLOP/s: each imix-teach row then gives its fraction (e.g. 157 for 2 cores x 2.45 GHz x 32 "
+                   "FLOP/cycle, AVX-512 with two FMA units)")
     args = p.parse_args(argv)
+    global SIZE
+    SIZE = args.size  # read by images(), ImixTeach and Lightly when they are built
     torch.set_num_threads(args.threads)
     x, augment, what = images(args.per_class, args.root)
     methods = [m for m in args.methods.split(",") if m]
@@ -314,12 +337,18 @@ def main(argv: list[str] | None = None) -> dict:
 
     tic, load = time.perf_counter(), os.getloadavg()  # other processes' load: 1, 5, 15 min
     rows = measure(configs(methods, layouts), x, augment, args.rounds, args.steps, args.warmup)
+    for name, (library, method, imix, _) in configs(methods, layouts).items():
+        if library == "imix-teach":
+            flops = flops_per_image(method, imix, x, augment)
+            rows[name].update(mflop_per_image=flops / 1e6, gflop_per_s=rows[name]["images_per_s"] * flops / 1e9)
+            if args.peak_gflops:
+                rows[name]["peak_fraction"] = rows[name]["gflop_per_s"] / args.peak_gflops
     meta = dict(command="python " + " ".join(shlex.quote(a) for a in [os.path.relpath(__file__)] + sys.argv[1:]),
                 date=datetime.now(timezone.utc).isoformat(timespec="seconds"), torch=torch.__version__,
                 lightly=lightly.__version__, threads=torch.get_num_threads(), cpus=os.cpu_count(),
                 platform=platform.platform(), python=platform.python_version(), data=what, batch=BATCH,
                 image_size=SIZE, rounds=args.rounds, steps_per_round=args.steps, wall_s=time.perf_counter() - tic,
-                fused_kernels=accel.kernel.library() is not None,
+                fused_kernels=accel.kernel.library() is not None, peak_gflops=args.peak_gflops,
                 load_average_before=load, load_average_after=os.getloadavg())
     print(f"{what}; batch {BATCH}, {SIZE} px, {meta['threads']} thread(s), torch {meta['torch']}, lightly "
           f"{meta['lightly']}; median of {args.rounds} rounds x {args.steps} steps; {meta['wall_s']:.0f} s; fused "

@@ -201,6 +201,17 @@ def alone_worker(rank: int, out: Path) -> None:
     torch.save(dict(before=before, after=dist.is_initialized()), out / f"alone{rank}.pt")
 
 
+SHUFFLED = dict(seed=6, n=8, order_seed=3)  # the global batch of 2 x 8 views and the shuffle's generator
+
+
+def shuffle_bn_worker(rank: int, out: Path) -> None:
+    """MoCo's keys with shuffle-BN: each rank's own 8 views go in, the 16 global keys come out."""
+    method = make_method("moco", shuffle_bn=True).train()
+    views = _global(SHUFFLED["seed"], WORLD * SHUFFLED["n"], 5).float().chunk(WORLD)[rank]
+    keys = method.keys(views, torch.Generator().manual_seed(SHUFFLED["order_seed"]))
+    torch.save(keys, out / f"shuffle{rank}.pt")
+
+
 def all_workers(rank: int, out: Path, names: list[str]) -> None:
     """Every check above in one pair of processes (starting them is most of the cost).
 
@@ -213,6 +224,7 @@ def all_workers(rank: int, out: Path, names: list[str]) -> None:
         training_worker(rank, out, names)
         resume_worker(rank, out)
         losses_worker(rank, out)
+        shuffle_bn_worker(rank, out)
 
 
 def failing_main() -> None:

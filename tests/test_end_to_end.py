@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from imix_teach.data import load
-from imix_teach.engine import run
+from imix_teach.engine import floor, run
 
 
 @pytest.fixture(scope="module")
@@ -16,7 +16,9 @@ def digits():
 @pytest.mark.parametrize("alpha", [None, 1.0])
 def test_short_pretraining_lowers_the_loss_and_probe_beats_chance(digits, method, alpha):
     train, test = digits
-    r = run(method, train.subset(torch.arange(384)), test, alpha=alpha, epochs=4, batch_size=64,
-            probe_epochs=20, probes=("linear", "knn"), progress=False)
+    settings = dict(alpha=alpha, epochs=4, batch_size=64, probe_epochs=20, probes=("linear", "knn"), progress=False)
+    r = run(method, train.subset(torch.arange(384)), test, **settings)
     assert r.history.epoch_loss[-1] < r.history.epoch_loss[0]
-    assert r.linear > 0.6 and r.knn > 0.4  # chance is 0.1 on ten balanced classes
+    # A random encoder already separates digits well (kNN ~0.77): pretraining must beat the same weights untrained.
+    untrained = floor(method, train.subset(torch.arange(384)), test, **settings)
+    assert r.knn > untrained.knn, f"{method}: kNN {r.knn:.3f} after pretraining, {untrained.knn:.3f} before"

@@ -14,7 +14,6 @@ import signal
 import subprocess
 import sys
 import textwrap
-import time
 from pathlib import Path
 
 import pytest
@@ -80,9 +79,15 @@ def test_two_processes_on_one_folder_lose_no_record_and_run_nothing_twice(tmp_pa
 @pytest.mark.slow
 def test_kill_9_at_a_random_point_of_reproduce_then_resume_completes_the_grid(tmp_path):
     proc = _start(tmp_path, "npair,byol", epochs=2)
-    time.sleep(random.Random(0).uniform(3.0, 8.0))  # data loading, mid-run or mid-write
+    # Killed where the grid reports it has got to (after 0, 1 or 2 of its 4 runs: mid-run, or just after a
+    # record was written), not after a sleep that a fast machine outruns.
+    after = random.Random(0).randint(0, 2)
+    for line in proc.stdout:
+        if line == "start\n" and after == 0 or line.startswith("ran ") and (after := after - 1) == 0:
+            break
     proc.send_signal(signal.SIGKILL)
     proc.communicate()
+    assert proc.returncode == -signal.SIGKILL, "the grid finished before it was killed"
     saved = _saved_keys(tmp_path) if (tmp_path / "runs.json").exists() else []  # a whole, readable file
     ran = []
     records = rp.reproduce(tiny_preset(epochs=2).grid(["image"], ["npair", "byol"], 1), tmp_path, progress=False,
@@ -115,9 +120,9 @@ def _pretrain_run(checkpoint: str, epochs: int = 4) -> None:
 def test_kill_9_during_pretrain_then_resume_is_bitwise_equal_to_an_uninterrupted_run(tmp_path):
     killed = _python("import sys; sys.path.insert(0, 'tests'); from test_faults import _pretrain_run; "
                      "_pretrain_run(sys.argv[1])", str(tmp_path / "b.pt"))
-    for line in killed.stdout:  # kill at a random point after the first epoch's checkpoint
-        if line.startswith("epoch"):
-            time.sleep(random.Random(1).uniform(0.0, 0.5))
+    at = random.Random(1).randint(0, 2)  # after epoch 1, 2 or 3 of 4 has reported (its checkpoint is on disk)
+    for line in killed.stdout:
+        if line == f"epoch {at}\n":
             killed.send_signal(signal.SIGKILL)
             break
     killed.communicate()
@@ -164,6 +169,21 @@ def test_a_read_only_output_folder_is_named_before_any_run(tmp_path):
             rp.reproduce(tiny_preset().grid(["image"], ["npair"], 1), out, progress=False)
     finally:
         out.chmod(0o755)
+
+
+def test_a_folder_that_refuses_writes_is_named_before_any_run_also_as_root(tmp_path, monkeypatch):
+    """As root (CI, containers) chmod does not stop writes, so the refusal is the file system's, stood in for."""
+    from imix_teach.reproduce import store
+
+    def refuse(path, *args, **kwargs):
+        raise PermissionError(13, "Permission denied", str(path))
+
+    monkeypatch.setattr(store, "atomic_write", refuse)
+    ran = []
+    with pytest.raises(PermissionError, match="results.*not a writable folder.*Permission denied"):
+        rp.reproduce(tiny_preset().grid(["image"], ["npair"], 1), tmp_path / "results", progress=False,
+                     on_run_done=ran.append)
+    assert ran == []
 
 
 def test_a_corrupt_runs_json_names_itself_and_the_fix(tmp_path):

@@ -83,12 +83,26 @@ def test_ema_update_momentum_one_and_zero():
 
 @pytest.mark.parametrize("name", sorted(METHODS))
 def test_every_method_trains_with_and_without_imix_and_only_anchor_changes(name):
+    """i-Mix mixes the anchors (view 1) and leaves the positives (view 2) as they are; SimCLR, whose
+    2N views are all anchors (Eq. 5 over both halves), mixes both. Checked on what the encoders see."""
     torch.manual_seed(0)
     method = build_method(name, _encoder(), proj_hidden=16, proj_dim=8)
+    seen = []
+    for module in method.modules():  # the online encoder and, for MoCo/BYOL, its momentum copy
+        if type(module) is type(method.encoder):
+            module.register_forward_pre_hook(lambda _, args: seen.append(args[0].detach().clone()))
     a, b = torch.randn(8, 6), torch.randn(8, 6)
     labels = torch.tensor([0, 1, 0, 1, 2, 2, 0, 1])
+
+    def shown(x):  # x is fed to an encoder, alone or as one half of a concatenated batch
+        return any(torch.equal(s, x) or torch.equal(s[:len(x)], x) or torch.equal(s[-len(x):], x) for s in seen)
+
     plain = method(a, b, None, labels=labels)
+    assert shown(a) and shown(b)
+    seen.clear()
     mixed = method(a, b, 1.0, generator=torch.Generator().manual_seed(0), labels=labels)
+    assert not shown(a), "i-Mix must feed mixed anchors, not view 1 itself"
+    assert shown(b) == (name != "simclr"), "view 2 (the positives) is mixed only by SimCLR"
     for loss in (plain, mixed):
         assert loss.dim() == 0 and torch.isfinite(loss)
     mixed.backward()

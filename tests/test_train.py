@@ -44,6 +44,41 @@ def test_resume_ends_with_the_same_weights_as_an_uninterrupted_run(tmp_path, nam
     assert h_resumed.epoch_loss == h_straight.epoch_loss
 
 
+def test_a_conv_net_on_the_default_cpu_path_resumes_bitwise(tmp_path):
+    """SmallConvNet at 16 px trains channels_last inside the speed path (fused BN-ReLU-pool kernels where a C
+    compiler is found); a run stopped after its first epoch and resumed ends bit for bit where one that ran
+    straight through ends, BN running statistics and the MoCo queue included."""
+    from imix_teach.accel import choose, fused, kernel
+    from imix_teach.models import SmallConvNet
+
+    images = torch.rand(48, 3, 16, 16, generator=torch.Generator().manual_seed(0))
+    settings = dict(epochs=3, batch_size=16, alpha=1.0, progress=False, seed=3)
+
+    def conv_moco():
+        torch.manual_seed(0)
+        return build_method("moco", SmallConvNet(3, 8), proj_hidden=16, proj_dim=8, queue_size=32, momentum=0.9)
+
+    layers = set()
+
+    def look(epoch, history, model):
+        layers.update(type(m) for m in model.modules())
+        if epoch == 0 and model is interrupted:
+            raise KeyboardInterrupt
+
+    straight, interrupted, resumed = conv_moco(), conv_moco(), conv_moco()
+    h_straight = pretrain_flat(straight, images, _noise, checkpoint=tmp_path / "a.pt",
+                               callback=lambda e, h: look(e, h, straight), **settings)
+    with pytest.raises(KeyboardInterrupt):
+        pretrain_flat(interrupted, images, _noise, checkpoint=tmp_path / "b.pt",
+                      callback=lambda e, h: look(e, h, interrupted), **settings)
+    h_resumed = pretrain_flat(resumed, images, _noise, checkpoint=tmp_path / "b.pt", **settings)
+    if choose(True, 16, torch.get_num_threads()) and kernel.library() is not None:
+        assert fused.FusedBNReLUPool in layers, "the default CPU path did not train with the fused kernels"
+    for (k, v1), v2 in zip(straight.state_dict().items(), resumed.state_dict().values()):
+        assert torch.equal(v1, v2), k
+    assert h_resumed.epoch_loss == h_straight.epoch_loss
+
+
 def test_nonfinite_loss_stops_with_clear_error_and_keeps_last_good_checkpoint(tmp_path):
     calls = {"n": 0}
 
@@ -102,11 +137,19 @@ def test_gpu_paths_run_on_cpu_too():
     images = torch.rand(32, 1, 8, 8, generator=torch.Generator().manual_seed(0))
     from imix_teach.models import SmallConvNet
 
-    for options in (dict(amp="bf16"), dict(channels_last=True)):
+    for options in (dict(amp="bf16"), dict(channels_last=True), dict(amp=None, channels_last=False)):
         torch.manual_seed(0)
         method = build_method("byol", SmallConvNet(1, 8), proj_hidden=16, proj_dim=8)
+        conv = next(m for m in method.encoder.modules() if isinstance(m, torch.nn.Conv2d))
+        used = []  # what the first convolution was given and computed in: the option, if it took effect
+        conv.register_forward_hook(lambda _, args, out: used.append(
+            (args[0].is_contiguous(memory_format=torch.channels_last), out.dtype)))
         h = pretrain_flat(method, images, _noise, epochs=1, batch_size=16, alpha=1.0, progress=False, **options)
         assert all(math.isfinite(v) for v in h.loss)
+        layouts, dtypes = {u[0] for u in used}, {u[1] for u in used}
+        assert dtypes == {torch.bfloat16 if options.get("amp") == "bf16" else torch.float32}, (options, dtypes)
+        if "channels_last" in options:
+            assert layouts == {options["channels_last"]}, (options, layouts)
 
 
 @pytest.mark.parametrize("bad, match", [
