@@ -212,13 +212,11 @@ class ImixTeach:
 
 def flops_per_image(method: str, imix: bool, x: torch.Tensor, augment: ImageAugment) -> float:
     """FLOPs of one training step per image (forward + backward of both views; convolutions and matmuls, as
-    ``torch.utils.flop_counter`` counts them), from one step of the plain NCHW model: the layout changes
+    ``torch.utils.flop_counter`` counts them), from one step of the NCHW model: the layout changes
     how fast the step runs, not what it computes."""
     from torch.utils.flop_counter import FlopCounterMode
 
-    stepper = ImixTeach(method, imix, x, augment, "plain")
-    stepper.model.to(memory_format=torch.contiguous_format)
-    stepper.options = StepOptions(stepper.options.mixing, channels_last=False)
+    stepper = ImixTeach(method, imix, x, augment, "nchw")
     with FlopCounterMode(display=False) as counter:
         stepper.step()
     stepper.speed.close()
@@ -307,6 +305,7 @@ def table(rows: dict) -> str:
 
 
 def main(argv: list[str] | None = None) -> dict:
+    global SIZE  # --size sets it for images(), ImixTeach and Lightly
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--rounds", type=int, default=7, help="alternating rounds (the median is reported)")
     p.add_argument("--steps", type=int, default=5, help="training steps per configuration per round")
@@ -324,8 +323,7 @@ def main(argv: list[str] | None = None) -> dict:
                    "GFLOP/s: each imix-teach row then gives its fraction (e.g. 157 for 2 cores x 2.45 GHz x 32 "
                    "FLOP/cycle, AVX-512 with two FMA units)")
     args = p.parse_args(argv)
-    global SIZE
-    SIZE = args.size  # read by images(), ImixTeach and Lightly when they are built
+    SIZE = args.size
     torch.set_num_threads(args.threads)
     x, augment, what = images(args.per_class, args.root)
     methods = [m for m in args.methods.split(",") if m]

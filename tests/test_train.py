@@ -134,12 +134,13 @@ def test_bad_training_arguments_are_named():
 
 def test_gpu_paths_run_on_cpu_too():
     """bf16 autocast and channels_last are CUDA defaults; forcing them on CPU must still train."""
-    images = torch.rand(32, 1, 8, 8, generator=torch.Generator().manual_seed(0))
+    # 3 channels: with one channel the NCHW and channels_last layouts are the same strides, indistinguishable
+    images = torch.rand(32, 3, 8, 8, generator=torch.Generator().manual_seed(0))
     from imix_teach.models import SmallConvNet
 
     for options in (dict(amp="bf16"), dict(channels_last=True), dict(amp=None, channels_last=False)):
         torch.manual_seed(0)
-        method = build_method("byol", SmallConvNet(1, 8), proj_hidden=16, proj_dim=8)
+        method = build_method("byol", SmallConvNet(3, 8), proj_hidden=16, proj_dim=8)
         conv = next(m for m in method.encoder.modules() if isinstance(m, torch.nn.Conv2d))
         used = []  # what the first convolution was given and computed in: the option, if it took effect
         conv.register_forward_hook(lambda _, args, out: used.append(
