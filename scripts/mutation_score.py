@@ -25,13 +25,17 @@ def main() -> int:
     for meta in sorted((ROOT / "mutants" / "imix_teach").glob("*.py.meta")):
         codes = json.loads(meta.read_text())["exit_code_by_key"]
         killed = sum(code in KILLED for code in codes.values())
-        survivors = sorted(name for name, code in codes.items() if code == 0 and name not in skip)
-        counted = len(codes) - len(skip & set(codes))
+        survived = {name for name, code in codes.items() if code == 0}
+        survivors = sorted(survived - skip)
+        counted = len(codes) - len(skip & survived)  # a listed mutant that a test now kills counts as killed
+        stale = sorted(skip & (set(codes) - survived))
         print(f"{meta.name[:-5]:12s} {killed}/{len(codes)} killed ({100 * killed / max(len(codes), 1):.1f}%); "
               f"non-equivalent {killed}/{counted} ({100 * killed / max(counted, 1):.1f}%), "
               f"{len(survivors)} unexplained survivors")
         for name in survivors:
             print("   ", name)
+        for name in stale:
+            print("    killed now, drop it from tests/MUTANTS.md:", name)
     return 0
 
 
