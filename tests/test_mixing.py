@@ -1,9 +1,11 @@
 """MixUp, i-Mix, CutMix and InputMix: exact values, simplex rows, determinism."""
+import math
+
 import pytest
 import torch
 
 from imix_teach.losses import npair_loss, soft_cross_entropy
-from imix_teach.mixing import cutmix, imix, inputmix, mix_targets, mixup, sample_lambda
+from imix_teach.mixing import cutmix, imix, inputmix, inputmix_pair, mix_targets, mixup, sample_lambda
 
 
 def test_sample_lambda_shapes_range_and_generator_determinism():
@@ -140,3 +142,103 @@ def test_mixed_apply_to_mixes_another_batch_with_the_same_partners():
     share = from_partner[:, 0].flatten(1).float().mean(1)  # one box for the batch: the same for each sample
     assert torch.allclose(share, torch.full((6,), 1 - float(lam))) and float(lam) < 1
     assert bool(from_partner.any(1).eq(from_partner.all(1)).all())  # the box spans all channels
+
+
+# ----------------------------------------------------------------------------- replays by hand
+def test_small_alpha_lambda_is_the_log_gamma_recursion_replayed():
+    """alpha < 1: lam = sigmoid(log G1 - log G2), log G = log Gamma(alpha + 1) + log(U) / alpha, in float64
+    on the CPU, U drawn before the Gamma draws; the same with a generator and with the global RNG."""
+    def replay(g):
+        log_u = torch.rand(2, 5, dtype=torch.float64, generator=g).log()
+        gamma = torch._standard_gamma(torch.full((2, 5), 1.3, dtype=torch.float64), generator=g)
+        log_g = gamma.log() + log_u / 0.3
+        return torch.sigmoid(log_g[0] - log_g[1]).float()
+
+    lam = sample_lambda(0.3, 5, generator=torch.Generator().manual_seed(4))
+    assert torch.equal(lam, replay(torch.Generator().manual_seed(4)))
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(4)
+        lam = sample_lambda(0.3, 5)
+        torch.manual_seed(4)
+        assert torch.equal(lam, replay(None))
+
+
+def test_large_alpha_lambda_is_torchs_beta_seeded_from_the_generator():
+    """alpha >= 1: one seed in [0, 2^62) drawn from the generator seeds torch's Beta sampler in a fork."""
+    lam = sample_lambda(2.0, 4, generator=torch.Generator().manual_seed(6))
+    seed = int(torch.randint(0, 2**62, (1,), generator=torch.Generator().manual_seed(6)))
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        expected = torch.distributions.Beta(torch.full((4,), 2.0), torch.full((4,), 2.0)).sample()
+    assert torch.equal(lam, expected)
+
+
+def _replay_cutmix(x, lam, perm, seed):
+    """CutMix by hand, one box per entry of lam from a generator seeded with ``seed``: centres cy, cx
+    uniform over the image, sides sqrt(1 - lam) * (H, W), rounded and clipped at the border; the box
+    comes from x[perm] (every sample for a scalar lam, sample b for lam[b]). Returns (mixed, lam used)."""
+    n, _, h, w = x.shape
+    lams = lam.reshape(-1).tolist()
+    g = torch.Generator().manual_seed(seed)
+    cy, cx = (torch.rand(len(lams), generator=g) * size for size in (h, w))
+    out, used = x.clone(), []
+    for b, share in enumerate(lams):
+        half_h, half_w = math.sqrt(1 - share) * h / 2, math.sqrt(1 - share) * w / 2
+        y0, y1 = (min(max(round(float(cy[b]) + s * half_h), 0), h) for s in (-1, 1))
+        x0, x1 = (min(max(round(float(cx[b]) + s * half_w), 0), w) for s in (-1, 1))
+        for i in (range(n) if len(lams) == 1 else [b]):
+            out[i, :, y0:y1, x0:x1] = x[perm[i], :, y0:y1, x0:x1]
+        used.append(1 - (y1 - y0) * (x1 - x0) / (h * w))
+    return out, torch.tensor(used).view(lam.shape)
+
+
+@pytest.mark.parametrize("per_sample", [False, True])
+def test_cutmix_pastes_the_box_its_generator_draws(per_sample):
+    """Pixels inside the hand-replayed box come from x[perm], all others from x, and lam_used is
+    1 - box area / image area. 64 per-sample boxes on a 5 x 7 image include ones clipped at every border."""
+    n = 64 if per_sample else 3
+    g = torch.Generator().manual_seed(2)
+    x = torch.randn(n, 2, 5, 7, generator=g)
+    perm = torch.randperm(n, generator=g)
+    lam = torch.cat([torch.tensor([0.0, 1.0]), torch.rand(n - 2, generator=g)]) if per_sample else torch.tensor(0.45)
+    out, used = cutmix(x, lam, perm, generator=torch.Generator().manual_seed(11))
+    expected, expected_used = _replay_cutmix(x, lam, perm, 11)
+    assert torch.equal(out, expected)
+    assert used.dtype == torch.float32 and torch.allclose(used, expected_used, atol=1e-6)
+    assert not torch.equal(out, x)
+
+
+def test_cutmix_without_checks_or_generator_is_the_same_cutmix():
+    """check=False takes lam as float32 however it comes (a float64 tensor here), like check=True;
+    without a generator the box comes from the global RNG."""
+    x, perm = torch.randn(4, 1, 6, 6), torch.tensor([1, 2, 3, 0])
+    lam = torch.tensor(0.5, dtype=torch.float64)
+    checked = cutmix(x, lam, perm, generator=torch.Generator().manual_seed(1))
+    unchecked = cutmix(x, lam, perm, generator=torch.Generator().manual_seed(1), check=False)
+    assert torch.equal(checked[0], unchecked[0]) and unchecked[1].dtype == checked[1].dtype == torch.float32
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(1)
+        assert torch.equal(cutmix(x, lam, perm)[0], checked[0])
+
+
+def test_inputmix_is_its_dirichlet_and_two_permutations_replayed():
+    """Coefficients 0.5 + 0.5 l1, 0.5 l2, 0.5 l3 with l = e / sum(e), e = -log U (U: n x 3 uniforms),
+    then partners randperm, randperm, all from the one generator; trailing dims are broadcast."""
+    x = torch.randn(5, 3, 2, generator=torch.Generator().manual_seed(0))
+    g = torch.Generator().manual_seed(3)
+    e = -torch.log(torch.rand(5, 3, generator=g))
+    p1, p2 = torch.randperm(5, generator=g), torch.randperm(5, generator=g)
+    l = (e / e.sum(1, keepdim=True)).view(5, 3, 1, 1)
+    expected = (0.5 + 0.5 * l[:, 0]) * x + 0.5 * l[:, 1] * x[p1] + 0.5 * l[:, 2] * x[p2]
+    assert torch.allclose(inputmix(x, generator=torch.Generator().manual_seed(3)), expected, atol=1e-6)
+    pair = inputmix_pair(x[:2], x[2:4], generator=torch.Generator().manual_seed(3))
+    whole = inputmix(x[:4], generator=torch.Generator().manual_seed(3))
+    assert torch.equal(torch.cat(pair), whole)  # the pair is one InputMix batch of 2N, split again
+
+
+def test_inputmix_takes_a_batch_of_scalars_and_keeps_a_half_precision_dtype():
+    """x of shape (N,) is N scalar inputs; fp16 and float64 inputs come back in their own dtype."""
+    x = torch.arange(6.0)
+    assert inputmix(x, generator=torch.Generator().manual_seed(0)).shape == (6,)
+    for dtype in (torch.float16, torch.float64):
+        assert inputmix(x.to(dtype), generator=torch.Generator().manual_seed(0)).dtype == dtype
