@@ -242,3 +242,83 @@ def test_inputmix_takes_a_batch_of_scalars_and_keeps_a_half_precision_dtype():
     assert inputmix(x, generator=torch.Generator().manual_seed(0)).shape == (6,)
     for dtype in (torch.float16, torch.float64):
         assert inputmix(x.to(dtype), generator=torch.Generator().manual_seed(0)).dtype == dtype
+
+
+def test_imix_is_lambda_then_perm_then_the_mix_replayed():
+    """imix draws lam (no max(lam, 1 - lam) unless asked), then perm, from its generator; "cutmix" then
+    draws the box from the same generator and mixes the targets with the clipped share."""
+    x, n = torch.randn(6, 1, 6, 6, generator=torch.Generator().manual_seed(0)), 6
+    g = torch.Generator().manual_seed(3)
+    lam = sample_lambda(1.0, generator=g)
+    perm = torch.randperm(n, generator=g)
+    plain = imix(x, 1.0, generator=torch.Generator().manual_seed(3))
+    assert float(lam) < 0.5 and torch.equal(plain.lam, lam) and torch.equal(plain.perm, perm)
+    assert plain.mode == "mixup" and torch.equal(plain.inputs, mixup(x, lam, perm))
+    boxed = imix(x, 1.0, mode="cutmix", generator=torch.Generator().manual_seed(3))
+    expected, used = cutmix(x, lam, perm, generator=g)
+    assert boxed.inputs.shape == x.shape and torch.equal(boxed.inputs, expected) and torch.equal(boxed.lam, used)
+    assert torch.equal(boxed.targets, mix_targets(torch.eye(n), used, perm))
+
+
+def test_mixed_apply_to_draws_the_second_cutmix_box_from_the_generator_it_is_given():
+    """apply_to(view, g) in "cutmix" mode is cutmix(view, lam, perm) with a box drawn from g."""
+    a, b = torch.randn(2, 5, 1, 6, 6, generator=torch.Generator().manual_seed(1))
+    first = imix(a, 1.0, mode="cutmix", generator=torch.Generator().manual_seed(2))
+    second, lam2 = first.apply_to(b, torch.Generator().manual_seed(8))
+    expected, used = cutmix(b, first.lam, first.perm, generator=torch.Generator().manual_seed(8))
+    assert torch.equal(second, expected) and torch.equal(lam2, used)
+
+
+def test_mixup_and_mix_targets_mix_in_the_dtype_of_their_input():
+    """A float32 lam is cast to x's (or the targets') dtype before 1 - lam: in float64, 1 - lam for
+    lam = float32(1/3) is 0.66666665673..., which float32 would round to 0.66666662693... fp16 stays fp16."""
+    x, perm = torch.randn(4, 3, dtype=torch.float64), torch.tensor([3, 0, 1, 2])
+    for lam in (torch.tensor(1 / 3), torch.full((4,), 1 / 3)):
+        lam64 = lam.double().view(-1, *([1] * (lam.dim())))
+        assert torch.equal(mixup(x, lam, perm), lam64 * x + (1 - lam64) * x[perm])
+        eye = torch.eye(4, dtype=torch.float64)
+        assert torch.equal(mix_targets(eye, lam, perm), lam64 * eye + (1 - lam64) * eye[perm])
+    assert mixup(x.half(), torch.full((4,), 0.3), perm).dtype == torch.float16
+    assert mixup(torch.arange(4.0), 0.25, perm).tolist() == [2.25, 0.25, 1.25, 2.25]  # (N,): N scalar inputs
+
+
+def test_mix_targets_one_hot_encodes_class_ids_with_num_classes():
+    """Class ids [0, 1, 1] with num_classes=4 become 4 columns, though the ids only reach 1."""
+    mixed = mix_targets(torch.tensor([0, 1, 1]), 0.5, torch.tensor([1, 2, 0]), num_classes=4)
+    assert mixed.tolist() == [[0.5, 0.5, 0, 0], [0, 1.0, 0, 0], [0.5, 0.5, 0, 0]]
+
+
+def test_everything_mixing_returns_lives_on_the_inputs_device():
+    """On the meta device (shapes only, no CPU fallback), a coefficient, box, index or label tensor
+    left on the CPU fails or shows; a CPU generator may draw the randomness."""
+    x, perm = torch.empty(4, 2, 5, 7, device="meta"), torch.tensor([1, 0, 3, 2])
+    g = torch.Generator().manual_seed(0)
+    outputs = [mixup(x, torch.rand(4), perm, check=False), inputmix(x, generator=g, check=False),
+               *cutmix(x, torch.rand(4), perm, generator=g, check=False), sample_lambda(1.0, device="meta"),
+               mix_targets(torch.eye(4, device="meta"), torch.rand(4), perm, check=False)]
+    for mode in ("mixup", "cutmix"):
+        outputs += imix(x, 1.0, mode=mode, generator=g, check=False)[:4]
+    assert all(t.device.type == "meta" for t in outputs)
+    assert sample_lambda(1.0).device.type == "cpu"
+
+
+def test_mixing_with_check_false_reads_no_tensor_value_on_the_host(monkeypatch):
+    """check=False is the training step's path: no bool(t), t.item(), float(t) (each a GPU sync) in
+    mixup, mix_targets, cutmix, inputmix, imix (either mode) or Mixed.apply_to. lam is fixed, as torch's
+    Beta sampler reads its parameters."""
+    import imix_teach.mixing as mixing
+
+    x, perm, g = torch.randn(4, 1, 6, 6), torch.tensor([1, 0, 3, 2]), torch.Generator().manual_seed(0)
+    monkeypatch.setattr(mixing, "sample_lambda", lambda alpha, n=None, **kw: torch.full(() if n is None else (n,), 0.3))
+
+    def host_read(*args, **kwargs):
+        raise AssertionError("a tensor value was read on the host")
+
+    for attr in ("__bool__", "item", "tolist", "__float__", "__int__"):
+        monkeypatch.setattr(torch.Tensor, attr, host_read)
+    mixup(x, torch.tensor(0.3), perm, check=False)
+    mix_targets(torch.eye(4), torch.tensor(0.3), perm, check=False)
+    cutmix(x, torch.tensor(0.3), perm, generator=g, check=False)
+    inputmix(x, generator=g, check=False)
+    for mode in ("mixup", "cutmix"):
+        imix(x, 1.0, mode=mode, generator=g, check=False).apply_to(x, g)
