@@ -322,3 +322,70 @@ def test_mixing_with_check_false_reads_no_tensor_value_on_the_host(monkeypatch):
     inputmix(x, generator=g, check=False)
     for mode in ("mixup", "cutmix"):
         imix(x, 1.0, mode=mode, generator=g, check=False).apply_to(x, g)
+
+
+_X, _PERM = torch.randn(3, 2), torch.tensor([2, 0, 1])
+_IMAGES, _NAN = torch.randn(3, 1, 4, 4), torch.tensor([[0.0, float("nan")]] * 3)
+
+
+@pytest.mark.parametrize("call, error, message", [
+    (lambda: sample_lambda(0.0), ValueError, r"^alpha must be a finite number > 0"),
+    (lambda: mixup(_X, True, _PERM), TypeError, r"^lam must be a number or a tensor of shape \(\) or \(3,\), got bool$"),
+    (lambda: mixup(_X, "0.5", _PERM), TypeError, r"^lam must be a number .* got str$"),
+    (lambda: mixup(_X, 0.5, [2, 0, 1]), TypeError, r"^perm must be a torch.Tensor"),
+    (lambda: mixup(_X, torch.full((3, 1), 0.5), _PERM), ValueError, r"^lam must be a scalar or shape \(3,\), got shape \(3, 1\)$"),
+    (lambda: mixup(_X, torch.full((4,), 0.5), _PERM), ValueError, r"^lam must be a scalar or shape \(3,\), got shape \(4,\)$"),
+    (lambda: mixup(_X, 1.5, _PERM), ValueError, r"^lam must lie in \[0, 1\]$"),
+    (lambda: mixup(_X, -0.1, _PERM), ValueError, r"^lam must lie in \[0, 1\]$"),
+    (lambda: mixup(_X, float("nan"), _PERM), ValueError, r"^lam must lie in \[0, 1\]$"),
+    (lambda: mixup(_X, torch.tensor([0.5, 1.5, 0.5]), _PERM), ValueError, r"^lam must lie in \[0, 1\]$"),
+    (lambda: mixup(_X, 0.5, _PERM.view(3, 1)), ValueError, r"^perm must have shape \(3,\), got \(3, 1\)$"),
+    (lambda: mixup(_X, 0.5, _PERM[:2]), ValueError, r"^perm must have shape \(3,\), got \(2,\)$"),
+    (lambda: mixup(_X, 0.5, torch.tensor([0, 1, 3])), ValueError, r"^perm must hold integer indices in \[0, 3\)"),
+    (lambda: mixup(_X, 0.5, torch.tensor([-1, 0, 1])), ValueError, r"^perm must hold integer indices in \[0, 3\)"),
+    (lambda: mixup(_NAN, 0.5, _PERM), ValueError, r"^x contains NaN or inf"),
+    (lambda: mixup(torch.tensor(1.0), 0.5, _PERM), ValueError, r"^x must have a batch dimension, got a 0-d tensor$"),
+    (lambda: mix_targets([0, 1, 2], 0.5, _PERM), TypeError, r"^targets must be a torch.Tensor"),
+    (lambda: mix_targets(torch.tensor([0, 1, 2]), 0.5, _PERM), ValueError,
+     r"^targets are class ids: pass num_classes to one-hot encode them$"),
+    (lambda: mix_targets(torch.tensor([0, 1, 5]), 0.5, _PERM, num_classes=3), ValueError,
+     r"^targets class ids must lie in \[0, 3\)"),
+    (lambda: mix_targets(torch.ones(3), 0.5, _PERM), ValueError, r"^targets must be 2-D"),
+    (lambda: mix_targets(torch.eye(3).long(), 0.5, _PERM), TypeError, r"^targets must be a floating-point tensor"),
+    (lambda: mix_targets(torch.eye(3) * 2, 0.5, _PERM), ValueError, r"^targets rows must sum to 1"),
+    (lambda: cutmix(_IMAGES.tolist(), 0.5, _PERM), TypeError, r"^x must be a torch.Tensor"),
+    (lambda: cutmix(_X, 0.5, _PERM), ValueError, r"^x must be \(N, C, H, W\) for cutmix, got shape \(3, 2\)$"),
+    (lambda: cutmix(_NAN.view(3, 1, 1, 2), 0.5, _PERM), ValueError, r"^x contains NaN or inf"),
+    (lambda: cutmix(_IMAGES, 1.5, _PERM), ValueError, r"^lam must lie in \[0, 1\]$"),
+    (lambda: inputmix(_PERM), TypeError, r"^x must be a floating-point tensor"),
+    (lambda: inputmix(torch.zeros(0, 3)), ValueError, r"^x must be a non-empty batch \(N, \.\.\.\), got shape \(0, 3\)$"),
+    (lambda: inputmix(torch.tensor(1.0)), ValueError, r"^x must be a non-empty batch \(N, \.\.\.\), got shape \(\)$"),
+    (lambda: inputmix(_NAN), ValueError, r"^x contains NaN or inf"),
+    (lambda: inputmix_pair(_NAN, _X), ValueError, r"^view1 contains NaN or inf"),
+    (lambda: inputmix_pair(_X, _NAN), ValueError, r"^view2 contains NaN or inf"),
+    (lambda: inputmix_pair(_X.tolist(), _X), TypeError, r"^view1 must be a torch.Tensor"),
+    (lambda: inputmix_pair(_PERM, _PERM), TypeError, r"^view1 must be a floating-point tensor"),
+    (lambda: inputmix_pair(_X[:2], _X), ValueError, r"^view1 and view2 must have the same shape, got \(2, 2\) and \(3, 2\)$"),
+    (lambda: imix(_X, 1.0, mode="cut"), ValueError, r"^mode must be 'mixup' or 'cutmix', got 'cut'$"),
+    (lambda: imix(_X.tolist(), 1.0), TypeError, r"^x must be a torch.Tensor"),
+    (lambda: imix(torch.tensor(1.0), 1.0), ValueError, r"^x must have a batch dimension \(N, \.\.\.\), got a 0-d tensor$"),
+    (lambda: imix(_X[:1], 1.0), ValueError, r"^x has batch size 1"),
+    (lambda: imix(_X, 1.0, targets=torch.eye(3).long(), check=False), TypeError, r"^targets must be a floating-point"),
+    (lambda: imix(_X, 1.0, targets=torch.eye(3).tolist()), TypeError, r"^targets must be a torch.Tensor"),
+    (lambda: imix(_NAN, 1.0), ValueError, r"^x contains NaN or inf"),
+    (lambda: imix(_X, 1.0, targets=torch.eye(3) * 2), ValueError, r"^targets rows must sum to 1"),
+])
+def test_mixing_errors_begin_with_the_argument_they_are_about(call, error, message):
+    """The contract for bad input: the error's first word names the argument, then what was wrong."""
+    with pytest.raises(error, match=message):
+        call()
+
+
+def test_lam_and_perm_edge_cases_are_accepted():
+    """lam 0 and 1 (as ints, floats or a per-sample tensor) and a perm with repeats are valid; lam comes
+    back as float32 whatever its type (int, float64 tensor)."""
+    from imix_teach.mixing import _check_lam_perm
+
+    for lam in (0, 1, 0.0, 1.0, torch.tensor([0.0, 1.0, 0.5]), torch.tensor(1.0, dtype=torch.float64)):
+        assert _check_lam_perm(lam, torch.tensor([0, 0, 2]), 3).dtype == torch.float32
+    assert torch.equal(mixup(_X, 0, _PERM), _X[_PERM]) and torch.equal(mixup(_X, 1, _PERM), _X)
