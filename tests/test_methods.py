@@ -5,7 +5,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from imix_teach.methods import BYOL, METHODS, MoCo, NPair, SimCLR, build_method, ema_update
+from imix_teach.losses import byol_loss, moco_loss, npair_loss, simclr_loss, simclr_targets, supervised_targets
+from imix_teach.methods import BYOL, METHODS, MoCo, NPair, SimCLR, SupervisedNPair, build_method, ema_update
 from imix_teach.mixing import sample_lambda
 from imix_teach.models import SmallConvNet, TabularMLP, cifar_resnet
 
@@ -161,3 +162,104 @@ def test_a_registered_method_is_buildable_by_name_with_its_cpu_settings():
     moco = build_method("moco", _encoder(), scale="cpu", n_train=300, proj_dim=8)
     assert moco.queue.shape == (150, 8) and moco.momentum == 0.99  # explicit arguments win, queue from n_train
     assert build_method("moco", _encoder()).momentum == 0.999  # paper scale: the constructor's defaults
+
+
+# ----------------------------------------------------------------------------- i-Mix replayed by hand
+SMALL = dict(proj_hidden=16, proj_dim=8)
+
+
+def _replay_mix(view, seed, per_sample=True):
+    """lam then perm from a generator seeded with ``seed``, as imix draws them; the mixed view, and
+    ``mix(t)`` = lam * t + (1 - lam) * t[perm] for label rows t."""
+    g = torch.Generator().manual_seed(seed)
+    n = view.shape[0]
+    lam = sample_lambda(1.0, n if per_sample else None, generator=g)
+    perm = torch.randperm(n, generator=g)
+    lam_b = lam.view(-1, *([1] * (view.dim() - 1))) if per_sample else lam
+    col = lam.view(-1, 1) if per_sample else lam
+    return lam_b * view + (1 - lam_b) * view[perm], lambda t: col * t + (1 - col) * t[perm]
+
+
+def _gen(seed):
+    return torch.Generator().manual_seed(seed)
+
+
+def test_simclr_with_alpha_mixes_both_views_with_the_same_partners():
+    """Appendix A.1: [mix(view1); mix(view2)] against the clean [view1; view2], targets
+    [mix(base[:N]); mix(base[N:])]; per-sample lam and tau = 0.5 reach the loss. Also the plain loss."""
+    method = SimCLR(_encoder(), tau=0.5, **SMALL).eval()
+    a, b = torch.randn(2, 5, 6, generator=_gen(0))
+    clean = method.embed(torch.cat([a, b]))
+    assert method(a, b).item() == pytest.approx(simclr_loss(clean, clean, tau=0.5).item(), rel=1e-5)
+    (ma, mix), (mb, _) = _replay_mix(a, 3), _replay_mix(b, 3)
+    base = simclr_targets(5)
+    expected = simclr_loss(method.embed(torch.cat([ma, mb])), clean, torch.cat([mix(base[:5]), mix(base[5:])]), 0.5)
+    loss = method(a, b, 1.0, generator=_gen(3), per_sample=True)
+    assert loss.item() == pytest.approx(expected.item(), rel=1e-5)
+
+
+def test_simclr_with_cutmix_draws_both_boxes_from_its_generator():
+    """mode="cutmix": view 1's box, then view 2's (of view 1's clipped area), both from the generator;
+    each half of the targets is mixed with its own clipped share."""
+    from imix_teach.mixing import cutmix
+
+    method = SimCLR(SmallConvNet(1, 4), **SMALL).eval()
+    a, b = torch.randn(2, 4, 1, 6, 6, generator=_gen(1))
+    g = _gen(2)
+    lam, perm = sample_lambda(1.0, generator=g), torch.randperm(4, generator=g)
+    ma, lam1 = cutmix(a, lam, perm, generator=g)
+    mb, lam2 = cutmix(b, lam1, perm, generator=g)
+    base = simclr_targets(4)
+    targets = torch.cat([lam1 * base[:4] + (1 - lam1) * base[:4][perm], lam2 * base[4:] + (1 - lam2) * base[4:][perm]])
+    expected = simclr_loss(method.embed(torch.cat([ma, mb])), method.embed(torch.cat([a, b])), targets, method.tau)
+    loss = method(a, b, 1.0, generator=_gen(2), mode="cutmix")
+    assert loss.item() == pytest.approx(expected.item(), rel=1e-5)
+
+
+def test_moco_with_alpha_mixes_the_queries_only():
+    """Eq. 8: mixed queries against the clean keys of view 2 and the queue, targets mix(eye); the
+    per-sample option and tau = 0.5 reach the loss."""
+    method = MoCo(_encoder(), queue_size=8, tau=0.5, **SMALL).eval()  # eval: no enqueue, the queue stays put
+    a, b = torch.randn(2, 5, 6, generator=_gen(4))
+    mixed, mix = _replay_mix(a, 6)
+    with torch.no_grad():
+        keys = F.normalize(method.key_projector(method.key_encoder(b)), dim=1)
+    expected = moco_loss(method.embed(mixed), keys, method.queue, mix(torch.eye(5)), 0.5)
+    loss = method(a, b, 1.0, generator=_gen(6), per_sample=True)
+    assert loss.item() == pytest.approx(expected.item(), rel=1e-5)
+
+
+def test_byol_with_alpha_predicts_the_target_of_both_partners():
+    """Eq. 12: the online network sees mix(view1), the target network the clean view 2, targets mix(eye)."""
+    method = BYOL(_encoder(), pred_hidden=8, **SMALL).eval()
+    a, b = torch.randn(2, 5, 6, generator=_gen(5))
+    mixed, mix = _replay_mix(a, 7)
+    with torch.no_grad():
+        target = method.target_projector(method.target_encoder(b))
+    expected = byol_loss(method.predictor(method.embed(mixed)), target, mix(torch.eye(5)))
+    loss = method(a, b, 1.0, generator=_gen(7), per_sample=True)
+    assert loss.item() == pytest.approx(expected.item(), rel=1e-5)
+
+
+def test_supervised_npair_mixes_its_label_targets():
+    """Appendix A.2 with i-Mix: the supervised targets (same label = positive), mixed like the anchors."""
+    method = SupervisedNPair(_encoder(), **SMALL).eval()
+    a, b = torch.randn(2, 6, 6, generator=_gen(8))
+    labels = torch.tensor([0, 1, 0, 2, 1, 0])
+    mixed, mix = _replay_mix(a, 9)
+    expected = npair_loss(method.embed(mixed), method.embed(b), mix(supervised_targets(labels)), method.tau)
+    loss = method(a, b, 1.0, generator=_gen(9), labels=labels, per_sample=True)
+    assert loss.item() == pytest.approx(expected.item(), rel=1e-5)
+
+
+def test_npair_single_pass_embeds_anchors_and_positives_in_one_batch():
+    """single_pass=True: [mixed anchors; positives] go through one forward pass, so batch norm (train
+    mode) normalises both with the same statistics, which two passes would not."""
+    method = NPair(_encoder(), single_pass=True, **SMALL)
+    a, b = torch.randn(2, 6, 6, generator=_gen(10))
+    mixed, mix = _replay_mix(a, 11)
+    anchor_emb, positive_emb = method.embed(torch.cat([mixed, b])).chunk(2)
+    expected = npair_loss(anchor_emb, positive_emb, mix(torch.eye(6)), method.tau).item()
+    two_passes = npair_loss(method.embed(mixed), method.embed(b), mix(torch.eye(6)), method.tau).item()
+    loss = method(a, b, 1.0, generator=_gen(11), per_sample=True)
+    assert loss.item() == pytest.approx(expected, rel=1e-5) and two_passes != pytest.approx(expected, rel=1e-3)
