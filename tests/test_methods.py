@@ -380,3 +380,19 @@ def test_method_errors_begin_with_the_argument_they_are_about(call, message):
     values by default, as forward does)."""
     with pytest.raises((TypeError, ValueError), match=message):
         call()
+
+
+def test_moco_shuffle_bn_orders_the_global_batch_with_the_generator(rank1_of_2, monkeypatch):
+    """shuffle_bn on rank 1 of 2: the 2N gathered key views are ordered by randperm(2N) from the step's
+    generator, this rank encodes the second half of that order, and the gathered keys are put back."""
+    from imix_teach import distributed
+
+    monkeypatch.setattr(distributed.dist, "broadcast", lambda tensor, src: None)  # rank 0's order is ours
+    method = MoCo(_encoder(), queue_size=8, shuffle_bn=True, **SMALL).eval()
+    a, b = torch.randn(2, 4, 6, generator=_gen(18))
+    order = torch.randperm(8, generator=_gen(19))
+    with torch.no_grad():
+        mine = rank1_of_2(b)[order.view(2, -1)[1]]
+        keys = rank1_of_2(F.normalize(method.key_projector(method.key_encoder(mine)), dim=1))[torch.argsort(order)]
+    expected = moco_loss(method.embed(a), keys, method.queue, F.pad(torch.eye(4), (4, 0)), method.tau)
+    assert method(a, b, generator=_gen(19)).item() == pytest.approx(expected.item(), rel=1e-5)
