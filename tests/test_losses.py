@@ -209,10 +209,11 @@ def test_unit_guards_rows_whose_squared_norm_would_overflow_or_underflow():
 
 
 def test_unit_is_f_normalize_bit_for_bit_on_every_ordinary_row():
-    """Rows whose largest |entry| is 1e-6 (the lower limit itself), 0.01 ... 0.99, or 3e18 ... 9e18
-    (under 1.8e19 / sqrt(4), where the squared norm still fits) take F.normalize's path unchanged."""
-    r = torch.randn(56, 4, generator=torch.Generator().manual_seed(0))
-    s = torch.tensor([1e-6, 0.01, 0.3, 0.99, 3e18, 5e18, 9e18]).repeat_interleave(8).unsqueeze(1)
+    """Rows whose largest |entry| is 1e-6 (the lower limit itself), 0.01 ... 0.99, or 3e18 ... 9e18 up to
+    the upper limit itself, sqrt(float32 max) / sqrt(4) (the squared norm still fits), take F.normalize's path."""
+    r = torch.randn(64, 4, generator=torch.Generator().manual_seed(0))
+    top = torch.finfo(torch.float32).max ** 0.5 / 2
+    s = torch.tensor([1e-6, 0.01, 0.3, 0.99, 3e18, 5e18, 9e18, top]).repeat_interleave(8).unsqueeze(1)
     x = r / r.abs().amax(1, keepdim=True) * s
     assert torch.equal(unit(x), F.normalize(x, dim=1))
 
