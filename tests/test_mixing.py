@@ -192,13 +192,15 @@ def _replay_cutmix(x, lam, perm, seed):
     return out, torch.tensor(used).view(lam.shape)
 
 
-@pytest.mark.parametrize("per_sample", [False, True])
-def test_cutmix_pastes_the_box_its_generator_draws(per_sample):
+@pytest.mark.parametrize("shape, per_sample", [((3, 2, 5, 7), False), ((64, 2, 5, 7), True), ((16, 1, 1, 40), True),
+                                                ((16, 1, 40, 1), True)])
+def test_cutmix_pastes_the_box_its_generator_draws(shape, per_sample):
     """Pixels inside the hand-replayed box come from x[perm], all others from x, and lam_used is
-    1 - box area / image area. 64 per-sample boxes on a 5 x 7 image include ones clipped at every border."""
-    n = 64 if per_sample else 3
+    1 - box area / image area. 64 per-sample boxes on a 5 x 7 image include ones clipped at every border;
+    on 1-pixel-high (or -wide) images many boxes round to an empty side and paste nothing."""
+    n = shape[0]
     g = torch.Generator().manual_seed(2)
-    x = torch.randn(n, 2, 5, 7, generator=g)
+    x = torch.randn(*shape, generator=g)
     perm = torch.randperm(n, generator=g)
     lam = torch.cat([torch.tensor([0.0, 1.0]), torch.rand(n - 2, generator=g)]) if per_sample else torch.tensor(0.45)
     out, used = cutmix(x, lam, perm, generator=torch.Generator().manual_seed(11))
@@ -389,3 +391,17 @@ def test_lam_and_perm_edge_cases_are_accepted():
     for lam in (0, 1, 0.0, 1.0, torch.tensor([0.0, 1.0, 0.5]), torch.tensor(1.0, dtype=torch.float64)):
         assert _check_lam_perm(lam, torch.tensor([0, 0, 2]), 3).dtype == torch.float32
     assert torch.equal(mixup(_X, 0, _PERM), _X[_PERM]) and torch.equal(mixup(_X, 1, _PERM), _X)
+
+
+def test_a_generator_gives_the_same_draws_whatever_the_inputs_device():
+    """The draws come from the generator on its own device: mixing a meta batch consumes exactly what
+    mixing a CPU batch does, and without a generator nothing is drawn from the CPU's global RNG."""
+    x_cpu, x_meta = torch.randn(6, 3), torch.empty(6, 3, device="meta")
+    for mix in (lambda x, g: inputmix(x, generator=g, check=False), lambda x, g: imix(x, 1.0, generator=g, check=False)):
+        g_cpu, g_meta = torch.Generator().manual_seed(0), torch.Generator().manual_seed(0)
+        mix(x_cpu, g_cpu), mix(x_meta, g_meta)
+        assert torch.equal(g_cpu.get_state(), g_meta.get_state())
+    state = torch.get_rng_state()
+    inputmix(x_meta, check=False)
+    imix(x_meta, 1.0, generator=torch.Generator().manual_seed(0), check=False)
+    assert torch.equal(torch.get_rng_state(), state)
