@@ -396,3 +396,13 @@ def test_moco_shuffle_bn_orders_the_global_batch_with_the_generator(rank1_of_2, 
         keys = rank1_of_2(F.normalize(method.key_projector(method.key_encoder(mine)), dim=1))[torch.argsort(order)]
     expected = moco_loss(method.embed(a), keys, method.queue, F.pad(torch.eye(4), (4, 0)), method.tau)
     assert method(a, b, generator=_gen(19)).item() == pytest.approx(expected.item(), rel=1e-5)
+
+
+@pytest.mark.parametrize("cls, extra", [(NPair, {}), (MoCo, dict(queue_size=8)), (SimCLR, {}), (BYOL, dict(pred_hidden=8))])
+def test_multi_process_targets_are_made_on_the_views_device(rank1_of_2, cls, extra):
+    """On rank 1 of 2 the (N, W*N) targets are built by the method: on the meta device (shapes only, no
+    CPU fallback) a target tensor made on the CPU fails, so the loss must come back on meta."""
+    method = cls(_encoder(), **SMALL, **extra).eval().to("meta")
+    views = torch.empty(4, 6, device="meta")
+    for alpha in (None, 1.0):
+        assert method(views, views, alpha, generator=_gen(0), check=False).device.type == "meta"
