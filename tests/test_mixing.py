@@ -405,3 +405,10 @@ def test_a_generator_gives_the_same_draws_whatever_the_inputs_device():
     inputmix(x_meta, check=False)
     imix(x_meta, 1.0, generator=torch.Generator().manual_seed(0), check=False)
     assert torch.equal(torch.get_rng_state(), state)
+    with torch.random.fork_rng(devices=[]):  # imix without a generator: only torch's Beta sampler uses the CPU RNG
+        torch.manual_seed(0)
+        imix(x_meta, 1.0, check=False)
+        after_imix = torch.get_rng_state()
+        torch.manual_seed(0)
+        sample_lambda(1.0)
+        assert torch.equal(after_imix, torch.get_rng_state())
