@@ -127,15 +127,16 @@ def _fused_sum_in(queue) -> None:
 
 
 @needs_kernels
-def test_a_forked_child_runs_the_kernels_on_threads_of_its_own(monkeypatch):
-    """A DataLoader worker is a fork: the parent's thread pool comes along without its threads."""
+def test_a_forked_child_runs_the_kernels_in_one_thread(monkeypatch):
+    """A DataLoader worker is a fork: the parent's OpenMP team does not come along, and a parallel region
+    there would wait forever for its threads."""
     import multiprocessing
 
     monkeypatch.setattr(kernel, "PER_THREAD", 1)
     threads = torch.get_num_threads()
     torch.set_num_threads(2)
     try:
-        _run(_images((4, 3, 4, 4)), _bn(3), True)  # the parent's pool exists now
+        parent = _run(_images((4, 3, 4, 4)), _bn(3), True)[0].sum().item()  # on the team's two threads
         ctx = multiprocessing.get_context("fork")
         queue = ctx.Queue()
         child = ctx.Process(target=_fused_sum_in, args=(queue,))
@@ -145,7 +146,8 @@ def test_a_forked_child_runs_the_kernels_on_threads_of_its_own(monkeypatch):
         child.kill()
     finally:
         torch.set_num_threads(threads)
-    assert not alive and child.exitcode == 0 and isinstance(queue.get(timeout=5), float)
+    assert not alive and child.exitcode == 0
+    assert queue.get(timeout=5) == pytest.approx(parent, rel=1e-6)
 
 
 @needs_kernels
@@ -344,6 +346,38 @@ def test_a_compiler_without_march_native_still_builds_it(tmp_path):
     cc.chmod(0o755)
     run = _library_in_a_fresh_process({"XDG_CACHE_HOME": str(tmp_path / "cache"), "CC": str(cc)})
     assert run.communicate()[0].strip() == "True" and run.returncode == 0
+
+
+@needs_kernels
+def test_a_compiler_without_openmp_builds_it_and_runs_the_chunks_one_after_another(tmp_path):
+    """Apple's clang has no -fopenmp: the build goes on without it, the kernels run in one thread."""
+    cc = tmp_path / "no-openmp-cc"
+    cc.write_text('#!/bin/sh\nfor a in "$@"; do [ "$a" = "-fopenmp" ] && exit 1; done\nexec cc "$@"\n')
+    cc.chmod(0o755)
+    code = ("from imix_teach.accel import kernel; lib = kernel.library()\n"
+            "print(lib is not None, lib.bnp_openmp(), kernel._threaded)")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path), "XDG_CACHE_HOME": str(tmp_path / "cache"),
+           "CC": str(cc)}
+    run = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+    assert run.stdout.split() == ["True", "0", "False"], run.stderr
+
+
+@needs_kernels
+def test_the_kernels_thread_only_on_the_openmp_runtime_pytorch_loaded(monkeypatch):
+    """Built with -fopenmp here, the library needs libgomp.so.1, which PyTorch's wheel has loaded already: one
+    team of threads. A runtime the library brought along would be a second team, each waiting behind the other."""
+    code = ("import torch; from imix_teach.accel import kernel; before = kernel.openmp_runtimes(); lib = kernel.library()\n"
+            "print(lib.bnp_openmp(), len(before or ()), kernel.openmp_runtimes() == before, kernel._threaded)")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    run = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+    openmp, loaded, same, threaded = run.stdout.split()
+    assert threaded == str(openmp == "1" and loaded != "0" and same == "True"), run.stderr
+    monkeypatch.setattr(kernel, "_threaded", kernel._threaded)  # put back afterwards
+    for maps, expect in (([{"/t/libgomp.so.1"}, {"/t/libgomp.so.1", "/other/libgomp.so.1"}], False),
+                         ([set(), set()], False), ([{"/t/libgomp.so.1"}] * 2, True)):
+        monkeypatch.setattr(kernel, "_lib", False)  # loaded again, with these runtimes before and after
+        monkeypatch.setattr(kernel, "openmp_runtimes", iter(maps).__next__)
+        assert kernel.library() is not None and kernel._threaded == expect, maps
 
 
 @needs_kernels

@@ -181,8 +181,10 @@ def test_channels_last_computes_the_nchw_step_to_float_tolerance(fused, monkeypa
                                                    StepOptions(Mixing(alpha=1.0), channels_last=cl))
                                         for _ in range(3)])
     torch.testing.assert_close(nhwc.losses, nchw.losses, rtol=1e-5, atol=1e-5)
+    # three SGD steps (lr 0.1, momentum 0.9) carry the reordered sums on: at 2 threads PyTorch's own layers
+    # left one conv weight 2.05e-5 apart on a Zen 4 (oneDNN reduces the weight gradient in another order)
     for (name, a), b in zip(nhwc.state_dict().items(), nchw.state_dict().values()):
-        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5, msg=name)
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=5e-5, msg=name)
 
 
 def test_the_regime_grid_keeps_the_layout_it_ran_in(monkeypatch):

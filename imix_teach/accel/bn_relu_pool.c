@@ -11,11 +11,26 @@
    -ffp-contract=off, and -fno-trapping-math so that the selects vectorise); the statistics are
    summed in double. Where the output is NaN the gradient passes, as PyTorch's ReLU backward passes
    it wherever its output is not <= 0.
-   Each function works on the images [n0, n1) (its first two arguments), so that threads can share a batch. */
+   Each exported function takes the batch's n images and a thread count (its first two arguments) and
+   runs chunk t of `threads` (images [n * t / threads, n * (t + 1) / threads)) on OpenMP thread t:
+   built with -fopenmp, that is the team PyTorch's own CPU kernels run on (its libgomp, loaded
+   already), whose threads wait right behind each PyTorch kernel; built without, the chunks run one
+   after another, to the same numbers. Each chunk sums into its own accumulators. */
 #include <stdint.h>
 
+/* 1 where this build runs chunks on OpenMP threads, 0 where one after another. */
+int bnp_openmp(void) {
+#ifdef _OPENMP
+    return 1;
+#else
+    return 0;
+#endif
+}
+
+#define FIRST(t) (n * (t) / threads)  /* chunk t's first image */
+
 /* sum[c] += sum of x, sumsq[c] += sum of x^2 over images [n0, n1) and all positions. */
-void bnp_stats(int64_t n0, int64_t n1, const float *x, int64_t hw, int64_t C, double *sum, double *sumsq) {
+static void stats(int64_t n0, int64_t n1, const float *x, int64_t hw, int64_t C, double *sum, double *sumsq) {
     for (int64_t i = n0 * hw; i < n1 * hw; i++) {
         const float *row = x + i * C;
         for (int64_t c = 0; c < C; c++) {
@@ -48,7 +63,7 @@ static void forward_window(const float *restrict p0, const float *restrict p1, c
 
 /* y = x * scale + shift (the batch norm), o = relu(max of y over each 2x2 window), and the window's
    x at its maximum (xsel, for the backward sums). */
-void bnp_forward(int64_t n0, int64_t n1, const float *x, int64_t H, int64_t W, int64_t C,
+static void forward(int64_t n0, int64_t n1, const float *x, int64_t H, int64_t W, int64_t C,
                  const float *scale, const float *shift, float *o, float *xsel) {
     for (int64_t n = n0; n < n1; n++)
         for (int64_t oh = 0; oh < H / 2; oh++)
@@ -61,7 +76,7 @@ void bnp_forward(int64_t n0, int64_t n1, const float *x, int64_t H, int64_t W, i
 
 /* The batch norm's two gradient sums, from the pooled quarter only (the gradient is zero elsewhere):
    sum_dy[c] += sum of g where o is not <= 0 (> 0 or NaN), dot[c] += sum of g * (xsel - mean) there. */
-void bnp_backward_sums(int64_t n0, int64_t n1, const float *g, const float *o, const float *xsel, int64_t ohw,
+static void backward_sums(int64_t n0, int64_t n1, const float *g, const float *o, const float *xsel, int64_t ohw,
                        int64_t C, const float *mean, double *sum_dy, double *dot) {
     for (int64_t i = n0 * ohw; i < n1 * ohw; i++) {
         const float *gi = g + i * C, *oi = o + i * C, *xi = xsel + i * C;
@@ -96,7 +111,7 @@ static void backward_window(const float *restrict g, const float *restrict o, co
 /* dx = (dy - (x - mean) * kk - grad_mean) * scale, PyTorch's batch-norm backward (scale = invstd *
    weight), where dy is the pooled gradient (where o is not <= 0) at each window's maximum and 0 at its
    other three positions. */
-void bnp_backward_dx(int64_t n0, int64_t n1, const float *g, const float *o, const float *x, int64_t H, int64_t W,
+static void backward_dx(int64_t n0, int64_t n1, const float *g, const float *o, const float *x, int64_t H, int64_t W,
                      int64_t C, const float *scale, const float *shift, const float *mean, const float *kk,
                      const float *grad_mean, float *dx) {
     for (int64_t n = n0; n < n1; n++)
@@ -107,4 +122,34 @@ void bnp_backward_dx(int64_t n0, int64_t n1, const float *g, const float *o, con
                 backward_window(g + at, o + at, x + p0, x + p0 + C, x + p2, x + p2 + C, scale, shift, mean, kk,
                                 grad_mean, dx + p0, dx + p0 + C, dx + p2, dx + p2 + C, C);
             }
+}
+
+/* The exported kernels: the functions above over the chunks of n images. acc holds `threads` x (sum,
+   sumsq) or (sum_dy, dot) rows of C doubles, chunk t's at acc + 2 * C * t. */
+void bnp_stats(int64_t n, int64_t threads, const float *x, int64_t hw, int64_t C, double *acc) {
+#pragma omp parallel for num_threads(threads) if (threads > 1) schedule(static, 1)
+    for (int64_t t = 0; t < threads; t++)
+        stats(FIRST(t), FIRST(t + 1), x, hw, C, acc + 2 * C * t, acc + 2 * C * t + C);
+}
+
+void bnp_forward(int64_t n, int64_t threads, const float *x, int64_t H, int64_t W, int64_t C,
+                 const float *scale, const float *shift, float *o, float *xsel) {
+#pragma omp parallel for num_threads(threads) if (threads > 1) schedule(static, 1)
+    for (int64_t t = 0; t < threads; t++)
+        forward(FIRST(t), FIRST(t + 1), x, H, W, C, scale, shift, o, xsel);
+}
+
+void bnp_backward_sums(int64_t n, int64_t threads, const float *g, const float *o, const float *xsel, int64_t ohw,
+                       int64_t C, const float *mean, double *acc) {
+#pragma omp parallel for num_threads(threads) if (threads > 1) schedule(static, 1)
+    for (int64_t t = 0; t < threads; t++)
+        backward_sums(FIRST(t), FIRST(t + 1), g, o, xsel, ohw, C, mean, acc + 2 * C * t, acc + 2 * C * t + C);
+}
+
+void bnp_backward_dx(int64_t n, int64_t threads, const float *g, const float *o, const float *x, int64_t H,
+                     int64_t W, int64_t C, const float *scale, const float *shift, const float *mean,
+                     const float *kk, const float *grad_mean, float *dx) {
+#pragma omp parallel for num_threads(threads) if (threads > 1) schedule(static, 1)
+    for (int64_t t = 0; t < threads; t++)
+        backward_dx(FIRST(t), FIRST(t + 1), g, o, x, H, W, C, scale, shift, mean, kk, grad_mean, dx);
 }
