@@ -43,14 +43,15 @@ def sample_lambda(
 def _beta_torch(alpha: float, shape: tuple[int, ...], generator: torch.Generator | None) -> torch.Tensor:
     """torch's Beta sampler: exact for alpha >= 1, and the draws every earlier result was made with."""
     concentration = torch.full(shape, alpha)
-    beta = torch.distributions.Beta(concentration, concentration)
+    beta = torch.distributions.Beta(concentration, concentration, validate_args=False)  # alpha was checked
     if generator is None:
         return beta.sample()
     # torch's Beta sampler takes no generator: draw a seed from ours and sample inside a forked
-    # RNG, so results follow `generator` and the global RNG is left untouched.
+    # RNG, so results follow `generator` and the global RNG is left untouched. The sampler draws
+    # from the CPU generator only: torch.manual_seed would also seed every GPU's, 0.16 ms a step.
     seed = int(torch.randint(0, 2**62, (1,), generator=generator, device=generator.device))
     with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
+        torch.default_generator.manual_seed(seed)
         return beta.sample()
 
 
