@@ -39,7 +39,7 @@ MEASURED: dict[tuple[str, int, int], float] = {
     ("channels_last", 32, 2): 1.19,  # 1.18-1.24 over rounds
     ("nchw", 32, 2): 1.05,  # 0.96-1.11 over rounds
 }
-HELPS = 1.05  # the smallest gain counted as one: single rounds on a loaded 2-core machine scatter by more
+HELPS = 1.05  # the smallest gain counted as one: single rounds on a 2-core machine scatter by more
 
 
 def choose(channels_last: bool, size: int | None, threads: int) -> bool:

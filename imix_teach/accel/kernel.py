@@ -111,7 +111,7 @@ def openmp_runtimes() -> set[str] | None:
     """The OpenMP runtimes this process has loaded (their files), or None where it cannot tell (no /proc)."""
     try:
         with open("/proc/self/maps") as fh:
-            paths = {line.split()[-1] for line in fh if line.count("/")}
+            paths = {line.split()[-1] for line in fh if "/" in line}  # mapped files, not [heap] or [stack]
     except OSError:
         return None
     return {p for p in paths if re.match(r"lib[gi]?omp", os.path.basename(p))}
